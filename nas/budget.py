@@ -1,0 +1,76 @@
+"""FLOP budgets as users type them: ``4GFLOPs``, ``600M``, ``4e9``, ``3.5-4GFLOPs``.
+
+FLOPs are multiply-adds (DESIGN.md). A budget is an upper bound, or a window
+``low-high`` that a candidate's FLOPs must lie in (both ends inclusive).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nas.search_spaces.errors import UserError
+
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)(?:e\+?(\d+))?"
+_UNIT = r"([kmgt]?)\s*(?:flops?|macs?)?"
+_ONE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
+_RANGE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*(?:-|\.\.|to)\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
+
+ACCEPTED = "4GFLOPs, 4 GFLOPs, 600MFLOPs, 600M, 4G, 4e9, or a window like 3.5-4GFLOPs"
+
+
+def format_flops(n: float) -> str:
+    """``4089184256`` → ``4.09 GFLOPs``."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}FLOPs"
+    return f"{n:.0f} FLOPs"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """FLOPs (multiply-adds) a candidate may have: ``low <= flops <= high``."""
+
+    high: float
+    low: float = 0.0
+
+    def contains(self, flops: float) -> bool:
+        return self.low <= flops <= self.high
+
+    @property
+    def is_window(self) -> bool:
+        return self.low > 0
+
+    def __str__(self) -> str:
+        if self.is_window:
+            return f"{format_flops(self.low)} - {format_flops(self.high)}"
+        return f"<= {format_flops(self.high)}"
+
+
+def _value(number: str, exponent: str | None, unit: str) -> float:
+    return float(number) * (10 ** int(exponent) if exponent else 1) * _SCALE[unit.lower()]
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse a budget string, or raise a one-line :class:`UserError` listing the accepted forms."""
+    s = str(text)
+    bad = UserError(f"cannot read budget {s!r}; accepted forms: {ACCEPTED}")
+    if m := _ONE.match(s):
+        number, exponent, unit = m.groups()
+        high = _value(number, exponent, unit)
+        if not unit and not exponent and high < 1e3:
+            raise UserError(f"budget {s!r} would be {high:g} multiply-adds; add a unit, e.g. {s.strip()}GFLOPs")
+        if high <= 0:
+            raise bad
+        return Budget(high=high)
+    if m := _RANGE.match(s):
+        n1, e1, u1, n2, e2, u2 = m.groups()
+        # "3.5-4GFLOPs": a unit written only at the end applies to both ends.
+        if not u1 and not e1 and u2:
+            u1 = u2
+        low, high = _value(n1, e1, u1), _value(n2, e2, u2)
+        if not 0 < low < high:
+            raise UserError(f"budget window {s!r} must go from a smaller to a larger positive value")
+        return Budget(high=high, low=low)
+    raise bad
