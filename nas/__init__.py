@@ -12,13 +12,15 @@ from nas.search_spaces import (
     complexity,
     load_config,
     load_preset,
+    load_space,
     preset_names,
     resolve_config,
+    space_names,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArchConfig", "Complexity", "UserError", "__version__", "build_model", "complexity", "load_config",
-    "load_preset", "preset_names", "resolve_config",
+    "load_preset", "load_space", "preset_names", "resolve_config", "space_names",
 ]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nas.search_spaces.complexity import format_flops
 from nas.search_spaces.errors import UserError
+
+__all__ = ["ACCEPTED", "Budget", "format_flops", "parse_budget"]
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)(?:e\+?(\d+))?"
@@ -18,14 +21,6 @@ _ONE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
 _RANGE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*(?:-|\.\.|to)\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
 
 ACCEPTED = "4GFLOPs, 4 GFLOPs, 600MFLOPs, 600M, 4G, 4e9, or a window like 3.5-4GFLOPs"
-
-
-def format_flops(n: float) -> str:
-    """``4089184256`` → ``4.09 GFLOPs``."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}FLOPs"
-    return f"{n:.0f} FLOPs"
 
 
 @dataclass(frozen=True)

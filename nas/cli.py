@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas import cli_model
+    from nas import cli_model, cli_space
 
     parser = _Parser(
         prog="nas",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     cli_model.add_parser(sub)
+    cli_space.add_parser(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ so the walk costs one first block and one repeated block per stage, whatever the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -160,11 +161,9 @@ class ResNet(nn.Module):
         cin = stem.width
         for i, stage in enumerate(config.stages):
             args = block_args(config, stage)
-            Bottleneck.complexity(cx, cin, stage.width, stage.stride, *args)
+            _add_block(cx, cin, stage.width, stage.stride, args, 1)
             if stage.depth > 1:
-                before = cx.counts()
-                Bottleneck.complexity(cx, stage.width, stage.width, 1, *args)
-                cx.repeat_since(before, stage.depth - 1)
+                _add_block(cx, stage.width, stage.width, 1, args, stage.depth - 1)
             if parts is not None:
                 mark = _mark(parts, f"layer{i + 1}", cx, mark)
             cin = stage.width
@@ -172,6 +171,23 @@ class ResNet(nn.Module):
         if parts is not None:
             _mark(parts, "head", cx, mark)
         return Complexity(cx.params, cx.flops, cx.acts)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _block_cost(cin: int, cout: int, stride: int, size: int, args: BlockArgs) -> tuple[int, int, int, int]:
+    """One block's (flops, params, acts, output side). Memoised: the candidates of a search space
+    share most of their blocks, so a sampler checking thousands of them counts each block once."""
+    cx = Cx(size)
+    Bottleneck.complexity(cx, cin, cout, stride, *args)
+    return cx.flops, cx.params, cx.acts, cx.size
+
+
+def _add_block(cx: Cx, cin: int, cout: int, stride: int, args: BlockArgs, times: int) -> None:
+    flops, params, acts, size = _block_cost(cin, cout, stride, cx.size, args)
+    cx.flops += times * flops
+    cx.params += times * params
+    cx.acts += times * acts
+    cx.size = size
 
 
 def _mark(parts: list[tuple[str, Complexity, int]], name: str, cx: Cx,

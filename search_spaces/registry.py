@@ -1,6 +1,6 @@
-"""One registry: a name resolves to a preset file shipped in ``presets/``; a path to the user's file.
-
-Adding a preset means adding a YAML file, not editing code.
+"""One registry: a name resolves to a file shipped in ``presets/`` (configs) or ``spaces/`` (search
+spaces); a path resolves to the user's own file. Adding a preset or a space means adding a YAML
+file, not editing code.
 """
 
 from __future__ import annotations
@@ -11,18 +11,43 @@ from pathlib import Path
 
 from nas.search_spaces.config import ArchConfig, load_config
 from nas.search_spaces.errors import UserError
+from nas.search_spaces.space import SearchSpace, load_space_file, parse_space_text
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _preset_files() -> dict[str, resources.abc.Traversable]:
-    root = resources.files("nas.search_spaces.presets")
+def _shipped(package: str) -> dict[str, resources.abc.Traversable]:
+    root = resources.files(package)
     return {f.name.rsplit(".", 1)[0]: f for f in root.iterdir() if f.name.endswith(".yaml")}
+
+
+def _preset_files() -> dict[str, resources.abc.Traversable]:
+    return _shipped("nas.search_spaces.presets")
 
 
 def preset_names() -> list[str]:
     """Names of the shipped reference presets, sorted."""
     return sorted(_preset_files())
+
+
+def space_names() -> list[str]:
+    """Names of the built-in search spaces, sorted."""
+    return sorted(_shipped("nas.search_spaces.spaces"))
+
+
+def _is_path(text: str) -> bool:
+    return Path(text).suffix in _CONFIG_SUFFIXES or Path(text).exists() or "/" in text
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A built-in space name, or a path to the user's own space file."""
+    text = str(name_or_path)
+    if _is_path(text):
+        return load_space_file(text)
+    files = _shipped("nas.search_spaces.spaces")
+    if text not in files:
+        raise unknown_name_error("space", text, sorted(files))
+    return parse_space_text(files[text].read_text(), f"space {text}")
 
 
 def unknown_name_error(kind: str, name: str, known: list[str]) -> UserError:
@@ -42,9 +67,6 @@ def load_preset(name: str) -> ArchConfig:
 def resolve_config(name_or_path: str | Path) -> ArchConfig:
     """A preset name, or a path to a YAML/JSON config file."""
     text = str(name_or_path)
-    path = Path(text)
-    if path.suffix in _CONFIG_SUFFIXES or path.exists() or "/" in text:
-        if not path.exists():
-            raise UserError(f"{text}: no such file")
-        return load_config(path)
+    if _is_path(text):
+        return load_config(text)
     return load_preset(text)

@@ -6,32 +6,17 @@ import sys
 
 import pytest
 
-from nas.cli import main
 from nas.search_spaces import complexity, load_preset
 
 
-def call(argv):
-    """Exit status of ``nas ARGV``, whether main returns it or argparse exits with it."""
-    try:
-        return main(list(argv))
-    except SystemExit as exc:
-        return exc.code
-
-
-def run(capsys, *argv):
-    code = call(argv)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_model_list_shows_every_preset_with_exact_counts(capsys):
-    code, out, _ = run(capsys, "model", "list")
+def test_model_list_shows_every_preset_with_exact_counts(cli):
+    code, out, _ = cli("model", "list")
     assert code == 0
     assert "resnest50d" in out and "27,483,240" in out and "5,371,160,576" in out
 
 
-def test_summary_json_has_integer_totals_equal_to_the_analytic_count(capsys):
-    code, out, _ = run(capsys, "model", "summary", "skresnext50_32x4d", "--json")
+def test_summary_json_has_integer_totals_equal_to_the_analytic_count(cli):
+    code, out, _ = cli("model", "summary", "skresnext50_32x4d", "--json")
     data = json.loads(out)
     cx = complexity(load_preset("skresnext50_32x4d"))
     assert code == 0
@@ -40,8 +25,8 @@ def test_summary_json_has_integer_totals_equal_to_the_analytic_count(capsys):
     assert sum(s["flops"] for s in data["stages"]) + data["stem"]["flops"] + data["head"]["flops"] == cx.flops
 
 
-def test_summary_table_and_input_overrides(capsys):
-    code, out, _ = run(capsys, "model", "summary", "resnest50d", "--resolution", "160", "--classes", "10")
+def test_summary_table_and_input_overrides(cli):
+    code, out, _ = cli("model", "summary", "resnest50d", "--resolution", "160", "--classes", "10")
     cx = complexity(load_preset("resnest50d").with_input(160, 10))
     assert code == 0
     assert "160x160 input, 10 classes" in out
@@ -51,11 +36,11 @@ def test_summary_table_and_input_overrides(capsys):
     assert "layer4" in out and "5x5" in out
 
 
-def test_summary_of_a_users_file(capsys, tmp_path):
+def test_summary_of_a_users_file(cli, tmp_path):
     path = tmp_path / "mine.yaml"
-    code, out, _ = run(capsys, "model", "show", "resnext29_4x16d")
+    code, out, _ = cli("model", "show", "resnext29_4x16d")
     path.write_text(out.replace("cardinality: 4", "cardinality: 8"))
-    code, out, _ = run(capsys, "model", "summary", str(path), "--json")
+    code, out, _ = cli("model", "summary", str(path), "--json")
     assert code == 0 and json.loads(out)["stages"][0]["cardinality"] == 8
 
 
@@ -67,18 +52,18 @@ def test_summary_of_a_users_file(capsys, tmp_path):
     (["model", "frobnicate"], "invalid choice"),
     (["model"], "required"),
 ])
-def test_user_mistakes_get_one_error_line_and_status_2(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
+def test_user_mistakes_get_one_error_line_and_status_2(cli, argv, message):
+    code, out, err = cli(*argv)
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and out == ""
 
 
-def test_malformed_yaml_file(capsys, tmp_path):
+def test_malformed_yaml_file(cli, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("stages: [ {depth: 1\n")
-    assert main(["model", "summary", str(path)]) == 2
-    err = capsys.readouterr().err
+    code, _, err = cli("model", "summary", path)
+    assert code == 2
     assert err.startswith("error: ") and "malformed YAML" in err and err.count("\n") == 1
 
 
