@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas import cli_model, cli_space
+    from nas import cli_model, cli_space, cli_train
 
     parser = _Parser(
         prog="nas",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     cli_model.add_parser(sub)
     cli_space.add_parser(sub)
+    cli_train.add_parser(sub)
     return parser
 
 

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nas.search_spaces.errors import UserError
+from nas.search_spaces.files import read_user_text, yaml_error
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -184,9 +185,7 @@ class ArchConfig(BaseModel):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{source}:{where} malformed YAML ({getattr(exc, 'problem', exc)})") from None
+            raise yaml_error(exc, source) from None
         return parse_config(data, source=source)
 
     @classmethod
@@ -226,12 +225,7 @@ def parse_config(data: Any, source: str = "config") -> ArchConfig:
 def load_config(path: str | Path) -> ArchConfig:
     """Read a config from a ``.yaml``/``.yml``/``.json`` file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    text = read_user_text(path)
     if path.suffix == ".json":
         return ArchConfig.from_json(text, source=str(path))
     return ArchConfig.from_yaml(text, source=str(path))

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from nas.search_spaces.config import ArchConfig, StageConfig, parse_config
 from nas.search_spaces.errors import UserError
+from nas.search_spaces.files import read_user_text, yaml_error
 
 STAGE_FIELDS = ("depth", "width", "cardinality", "group_width", "se_ratio", "radix", "sk")
 INT_FIELDS = ("depth", "width", "cardinality", "group_width", "radix")
@@ -444,14 +445,7 @@ def _check_feasible(space: SearchSpace, loc: _Located, tries: int = 2000) -> Non
 
 
 def load_space_file(path: str | Path) -> SearchSpace:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    return parse_space_text(text, str(path))
+    return parse_space_text(read_user_text(path), str(path))
 
 
 def parse_space_text(text: str, source: str) -> SearchSpace:
@@ -459,7 +453,5 @@ def parse_space_text(text: str, source: str) -> SearchSpace:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{source}:{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from None
+        raise yaml_error(exc, source) from None
     return parse_space(data, source, _lines(node) if node is not None else {})

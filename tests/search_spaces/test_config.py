@@ -93,7 +93,7 @@ def test_sk_split_input_needs_cardinality_dividing_half_the_width():
 def test_malformed_yaml_names_the_line(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("stages:\n  - {depth: 1, width: [3, group_width: 4}\n")
-    with pytest.raises(UserError, match=r"bad.yaml: line 2 malformed YAML"):
+    with pytest.raises(UserError, match=r"bad.yaml: line 2: malformed YAML"):
         load_config(path)
 
 

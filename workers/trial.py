@@ -1,0 +1,63 @@
+"""The entry point that runs on a Ray worker: one trial in, plain results out.
+
+The search driver sends a JSON-ready :class:`TrialSpec` (the config as a dict, the dataset
+spec, the schedule) and gets a JSON-ready dict back; nothing here touches study storage.
+A user mistake in the spec comes back as status ``error`` with the one-line message, so one
+bad trial never takes the worker (or the search) down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from nas.search_spaces.complexity import complexity
+from nas.search_spaces.config import parse_config
+from nas.search_spaces.errors import UserError
+from nas.workers.datasets import load_dataset
+from nas.workers.engine import Schedule, train
+from nas.workers.latency import measure_latency
+
+
+@dataclass
+class TrialSpec:
+    config: dict[str, Any]
+    dataset: str = "shapes"
+    schedule: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None  # None: cuda when the worker sees a GPU, else cpu
+    train_limit: int | None = None  # train on the first N images only (smoke runs)
+    val_limit: int | None = None  # validate on the first N images only (smoke runs)
+    latency: bool = True
+    threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
+    """Train and measure one candidate; returns metrics, complexity, latency and the status."""
+    if isinstance(spec, dict):
+        spec = TrialSpec(**spec)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        config = parse_config(spec.config, source="trial config")
+        schedule = Schedule.from_dict(spec.schedule)
+        data = load_dataset(spec.dataset, resolution=config.resolution, seed=schedule.seed)
+        if spec.train_limit or spec.val_limit:
+            data = data.take(train=spec.train_limit, val=spec.val_limit)
+        if (config.classes, config.resolution) != (data.num_classes, data.resolution):
+            config = config.with_input(resolution=data.resolution, classes=data.num_classes)
+        result = train(config, data, schedule, device=device)
+    except UserError as exc:
+        return {"status": "error", "reason": str(exc), "worker_pid": os.getpid()}
+    out = result.to_dict()
+    out.update(arch_hash=config.arch_hash(), complexity=complexity(config).to_dict(), worker_pid=os.getpid(),
+               dataset=data.name)
+    if spec.latency and result.status == "ok" and result.model is not None:
+        out["latency"] = measure_latency(result.model, device=device).to_dict()
+    return out
