@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="train on the first N training images only (quick runs)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for PyTorch (default: PyTorch's choice; 1 is faster on a busy shared machine)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
     p.add_argument("--download", action="store_true", help="download CIFAR if it is not in the data folder")
     p.add_argument("--data-root", metavar="DIR", help="folder holding CIFAR (default $NAS_DATA or the cache)")
@@ -51,6 +53,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but no CUDA GPU is available here; use --device cpu")
