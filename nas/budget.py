@@ -15,7 +15,7 @@ from nas.search_spaces.errors import UserError
 __all__ = ["ACCEPTED", "Budget", "format_flops", "parse_budget"]
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)(?:e\+?(\d+))?"
+_NUMBER = r"(\d{1,15}(?:\.\d{0,15})?|\.\d{1,15})(?:e\+?(\d{1,2}))?"
 _UNIT = r"([kmgt]?)\s*(?:flops?|macs?)?"
 _ONE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
 _RANGE = re.compile(rf"^\s*{_NUMBER}\s*{_UNIT}\s*(?:-|\.\.|to)\s*{_NUMBER}\s*{_UNIT}\s*$", re.IGNORECASE)
@@ -44,7 +44,8 @@ class Budget:
 
 
 def _value(number: str, exponent: str | None, unit: str) -> float:
-    return float(number) * (10 ** int(exponent) if exponent else 1) * _SCALE[unit.lower()]
+    # At most 15 digits and a two-digit exponent (the regex): always a finite float.
+    return float(f"{number}e{exponent or 0}") * _SCALE[unit.lower()]
 
 
 def parse_budget(text: str) -> Budget:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,8 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     schedule = Schedule(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed)
     resolution = args.resolution or config.resolution
-    data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download,
-                        seed=args.seed)
+    # Split seed 0 whatever --seed is: runs with different seeds are compared on the same images.
+    data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download, seed=0)
     if args.limit:
         data = data.take(train=args.limit)
     if (config.classes, config.resolution) != (data.num_classes, data.resolution):
@@ -92,11 +94,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
     metrics = result.to_dict()
     metrics.update(config_name=name, arch_hash=config.arch_hash(), dataset=data.name, complexity=cx.to_dict())
-    if result.status == "ok":
-        metrics["latency"] = measure_latency(result.model, device=device).to_dict()
-        result.save(out / "weights.pt")
-    atomic_write_text(out / "config.yaml", config.to_yaml())
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    # Everything goes to a hidden sibling folder first, renamed into place at the end: a run that
+    # dies half-way leaves no half-written --out behind.
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        atomic_write_text(staging / "config.yaml", config.to_yaml())
+        if result.status == "ok":
+            result.save(staging / "weights.pt")  # before the latency check, which can fail (GPU OOM)
+            try:
+                metrics["latency"] = measure_latency(result.model, device=device).to_dict()
+            except Exception as exc:  # the trained weights matter more than a latency figure
+                metrics["latency"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if result.status != "ok":
         print(f"training {result.status}: {result.reason}; metrics in {out}/metrics.json", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ from nas.search_spaces.errors import UserError
 from nas.search_spaces.space import SearchSpace
 
 PROBE_DRAWS = 3000
+STALL_DRAWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,15 @@ class SampleResult:
 def flops_range(space: SearchSpace) -> tuple[int, int, bool]:
     """Smallest and largest FLOPs in the space, and whether they are exact.
 
-    FLOPs grow monotonically with every numeric choice, so the all-smallest and
-    all-largest points are the extremes when they are valid configs; otherwise the
-    range is estimated from seeded random points (``exact`` is then False).
+    FLOPs grow with every choice (see :meth:`SearchSpace.flops_monotone` for the one
+    exception), so the all-smallest and all-largest points are the extremes when they are
+    valid configs; otherwise the range is estimated from seeded random points (``exact``
+    is then False).
     """
     if space._flops_range is not None:
         return space._flops_range
     lo_cfg, hi_cfg = space.try_decode(space.extreme(False)), space.try_decode(space.extreme(True))
-    if lo_cfg is not None and hi_cfg is not None:
+    if lo_cfg is not None and hi_cfg is not None and space.flops_monotone():
         result = (complexity(lo_cfg).flops, complexity(hi_cfg).flops, True)
     else:
         rng = random.Random(0)
@@ -63,26 +65,36 @@ def flops_range(space: SearchSpace) -> tuple[int, int, bool]:
             c = space.try_decode(space.draw(rng))
             if c is not None:
                 seen.append(complexity(c).flops)
+        if not seen:
+            raise UserError(f"space {space.name}: none of {PROBE_DRAWS} random points is a valid network; "
+                            f"its valid combinations are too rare to sample")
         result = (min(seen), max(seen), False)
     space._flops_range = result
     return result
 
 
-def check_budget(space: SearchSpace, low: float, high: float) -> None:
-    """Refuse at once a budget that lies outside the space's FLOPs range."""
+def budget_error(space: SearchSpace) -> UserError:
     lo, hi, exact = flops_range(space)
-    if high < lo or low > hi:
-        approx = "" if exact else "about "
-        res = space.base.get("resolution", 224)
-        raise UserError(f"no candidate of space {space.name} fits the budget: its FLOPs range from "
-                        f"{approx}{format_flops(lo)} to {approx}{format_flops(hi)} at {res}x{res}")
+    approx = "" if exact else "about "
+    res = space.base.get("resolution", 224)
+    return UserError(f"no candidate of space {space.name} fits the budget: its FLOPs range from "
+                     f"{approx}{format_flops(lo)} to {approx}{format_flops(hi)} at {res}x{res}")
+
+
+def check_budget(space: SearchSpace, low: float, high: float) -> None:
+    """Refuse at once a budget outside the space's FLOPs range, when that range is exact."""
+    lo, hi, exact = flops_range(space)
+    if exact and (high < lo or low > hi):
+        raise budget_error(space)
 
 
 def sample(space: SearchSpace, high: float, low: float = 0.0, n: int = 10, seed: int = 0,
            max_draws: int | None = None) -> SampleResult:
     """Up to ``n`` distinct candidates with ``low <= FLOPs <= high``; deterministic for a seed.
 
-    Stops after ``max_draws`` draws (default ``max(20000, 500 * n)``) with what it has found.
+    Stops with what it has found after ``max_draws`` draws (default ``max(20000, 500 * n)``),
+    or after ``STALL_DRAWS`` draws in a row found nothing new (the budget's share of the
+    space is exhausted).
     """
     if n < 1:
         raise UserError("the number of candidates must be at least 1")
@@ -92,7 +104,8 @@ def sample(space: SearchSpace, high: float, low: float = 0.0, n: int = 10, seed:
     found: dict[str, Candidate] = {}
     draws = invalid = out_of_budget = duplicates = 0
     start = time.perf_counter()
-    while len(found) < n and draws < max_draws:
+    last_new = 0
+    while len(found) < n and draws < max_draws and draws - last_new < STALL_DRAWS:
         draws += 1
         values = space.draw(rng)
         config = space.try_decode(values)
@@ -108,5 +121,8 @@ def sample(space: SearchSpace, high: float, low: float = 0.0, n: int = 10, seed:
             duplicates += 1
             continue
         found[h] = Candidate(config, values, cx.flops, cx.params, h)
+        last_new = draws
+    if not found:
+        raise budget_error(space)
     return SampleResult(list(found.values()), draws, invalid, out_of_budget, duplicates,
                         time.perf_counter() - start)

@@ -76,9 +76,9 @@ class _Located:
         while probe and probe not in self.lines:
             probe = probe[:-1]
         line = self.lines.get(probe)
-        where = f" line {line}" if line else ""
+        where = f" line {line}:" if line else ""
         key = ".".join(str(p) for p in path)
-        return UserError(f"{self.source}:{where}: {key + ': ' if key else ''}{message}")
+        return UserError(f"{self.source}:{where} {key + ': ' if key else ''}{message}")
 
 
 # ---- parameters ---------------------------------------------------------------------------------------
@@ -96,15 +96,20 @@ class Param:
     log: bool = False
 
     @property
-    def values(self) -> tuple:
-        """Every value the parameter can take, in order."""
+    def values(self) -> tuple | range:
+        """Every value the parameter can take, in order (a lazy ``range`` for integer ranges, which
+        may be huge: ``len``, ``in``, indexing and the ends cost nothing)."""
         if self.choices is not None:
             return self.choices
         assert self.low is not None and self.high is not None
-        if self.log:
-            # Optuna's log-int suggests any integer in [low, high]; the space enumerates them all.
-            return tuple(range(self.low, self.high + 1))
-        return tuple(range(self.low, self.high + 1, self.step))
+        # A log range still takes every integer in [low, high], as Optuna's log-int does.
+        return range(self.low, self.high + 1, 1 if self.log else self.step)
+
+    def contains(self, v: Any) -> bool:
+        """Whether ``v`` is one of the values (``True`` is not the integer 1 here)."""
+        if self.choices is not None:
+            return any(v == c and type(v) is type(c) for c in self.choices)
+        return type(v) is int and v in self.values
 
     def draw(self, rng: random.Random) -> Any:
         if self.choices is not None:
@@ -160,7 +165,7 @@ class SearchSpace:
                 else:
                     t = self.targets[(i, f)]
                     v = values[t.param]
-                    stage[f] = v if t.growth is None else int(round(v * t.growth**i))
+                    stage[f] = v if t.growth is None else _grow(v, t.growth, i)
             stages.append(stage)
         return stages
 
@@ -179,6 +184,10 @@ class SearchSpace:
         missing = [p for p in self.params if p not in values]
         if missing:
             raise UserError(f"space {self.name}: missing parameter(s) {', '.join(missing)}")
+        for name, p in self.params.items():
+            if not p.contains(values[name]):
+                raise UserError(f"space {self.name}: {name}={values[name]!r} is not one of its choices "
+                                f"({p.describe()})")
         stages = self.stage_values(values)
         if not self.satisfies_constraints(stages):
             raise UserError(f"space {self.name}: parameters violate the space's constraints")
@@ -203,15 +212,12 @@ class SearchSpace:
             return None
         values: dict[str, Any] = {}
         for (i, f), t in self.targets.items():
+            if t.growth is not None and i > 0:
+                continue  # a grown parameter is its first stage's value; the hash check covers the rest
             v = getattr(config.stages[i], f)
-            if t.growth is not None:
-                v = v / t.growth**i
-                if v != int(v):
-                    return None
-                v = int(v)
             if values.setdefault(t.param, v) != v:
-                return None  # a tied or grown parameter that the stages disagree on
-        if any(values[name] not in p.values for name, p in self.params.items()):
+                return None  # a tied parameter that the stages disagree on
+        if not all(p.contains(values[name]) for name, p in self.params.items()):
             return None
         back = self.try_decode(values)
         return values if back is not None and back.arch_hash() == config.arch_hash() else None
@@ -254,6 +260,30 @@ class SearchSpace:
             ways = new
         return sum(ways.values())
 
+    def field_values(self, i: int, f: str) -> set[Any] | None:
+        """Every value stage ``i``'s field ``f`` can take (``None`` if there are too many to list)."""
+        if (i, f) in self.fixed:
+            return {self.fixed[(i, f)]}
+        t = self.targets[(i, f)]
+        values = self.params[t.param].values
+        if len(values) > 10_000:
+            return None
+        return set(values) if t.growth is None else {_grow(v, t.growth, i) for v in values}
+
+    def flops_monotone(self) -> bool:
+        """Whether FLOPs grow with every choice, so the extreme points are the extremes. Widths break
+        this where a stride-1 stage may match its input width: that block drops its projection
+        shortcut, so a wider choice can cost less than a narrower one that needs the projection."""
+        inputs = {self.base.get("stem", {}).get("width", 64)}
+        for i, stride in enumerate(self.strides):
+            widths = self.field_values(i, "width")
+            if widths is None:
+                return False
+            if stride == 1 and any(w in inputs and w > min(widths) for w in widths):
+                return False
+            inputs = widths
+        return True
+
     def extreme(self, largest: bool) -> dict[str, Any]:
         """Parameter values that make the network as small (or large) as the space allows: FLOPs grow
         with depth, width, cardinality, group width, radix and SK, and shrink with the SE ratio."""
@@ -264,9 +294,16 @@ class SearchSpace:
                 # No SE is smallest, then large ratios (few SE channels), then small ratios.
                 ordered = sorted(p.values, key=lambda v: (v is not None, -(v or 0)))
                 values[name] = ordered[-1] if largest else ordered[0]
+            elif p.choices is None:
+                values[name] = p.values[-1] if largest else p.values[0]
             else:
                 values[name] = (max if largest else min)(p.values)
         return values
+
+
+def _grow(base: int, growth: float, stage: int) -> int:
+    """Stage ``stage``'s value under a growth rule: ``base * growth**stage``, rounded half up."""
+    return math.floor(base * growth**stage + 0.5)
 
 
 def _field_of(param: str) -> str:
@@ -276,12 +313,30 @@ def _field_of(param: str) -> str:
 # ---- parsing ------------------------------------------------------------------------------------------
 
 
+# Smallest legal value of each integer stage field (the config's own bounds).
+_INT_MIN = {"depth": 1, "width": 1, "cardinality": 1, "group_width": 1, "radix": 0}
+
+
+def _check_value(loc: _Located, path: tuple, f: str, v: Any) -> None:
+    """A single choice or fixed value must be a legal value of its stage field."""
+    if f == "sk":
+        ok, want = isinstance(v, bool), "true or false"
+    elif f == "se_ratio":
+        ok, want = v is None or (type(v) is int and v >= 1), "null or an integer >= 1"
+    else:
+        ok, want = type(v) is int and v >= _INT_MIN[f], f"an integer >= {_INT_MIN[f]}"
+    if not ok:
+        raise loc.error(path, f"{f} must be {want}, got {v!r}")
+
+
 def _param(loc: _Located, path: tuple, name: str, spec: Any, f: str) -> Param:
     if isinstance(spec, list):
         if not spec:
             raise loc.error(path, "empty list of choices")
         if any(isinstance(v, (list, dict)) for v in spec):
             raise loc.error(path, "choices must be plain values (use per_stage: for one list per stage)")
+        for v in spec:
+            _check_value(loc, path, f, v)
         if len(set(map(repr, spec))) != len(spec):
             raise loc.error(path, "repeated choice")
         return Param(name, choices=tuple(spec))
@@ -297,8 +352,12 @@ def _param(loc: _Located, path: tuple, name: str, spec: Any, f: str) -> Param:
                 raise loc.error((*path, k), "must be an integer" if v is not None else "missing")
         if not isinstance(log, bool):
             raise loc.error((*path, "log"), "must be true or false")
-        if low < 0 or high < low or step < 1:  # type: ignore[operator]
-            raise loc.error(path, f"a range needs 0 <= low <= high and step >= 1 (got low {low}, high {high})")
+        if low < _INT_MIN[f] or high < low or step < 1:  # type: ignore[operator]
+            raise loc.error(path, f"a range needs {_INT_MIN[f]} <= low <= high and step >= 1 "
+                                  f"(got low {low}, high {high}, step {step})")
+        if (high - low) % step:  # type: ignore[operator]
+            raise loc.error(path, f"step {step} does not divide high - low ({high} - {low}); "
+                                  f"the last value would be unreachable")
         if log and (step != 1 or low < 1):  # type: ignore[operator]
             raise loc.error(path, "a log range needs low >= 1 and no step")
         return Param(name, low=low, high=high, step=step, log=log)
@@ -323,7 +382,8 @@ def parse_space(data: Any, source: str = "space", lines: dict[tuple, int] | None
     if type(n) is not int or n < 1:
         raise loc.error(("stages",), "must be the number of stages, an integer >= 1")
     strides = data.get("strides", [1] + [2] * (n - 1))
-    if not isinstance(strides, list) or len(strides) != n or any(s not in (1, 2) for s in strides):
+    if not isinstance(strides, list) or len(strides) != n or any(type(s) is not int or s not in (1, 2)
+                                                                    for s in strides):
         raise loc.error(("strides",), f"must be a list of {n} strides, each 1 or 2")
     ties = data.get("ties", [])
     if not isinstance(ties, list) or any(t not in STAGE_FIELDS for t in ties):
@@ -358,6 +418,7 @@ def parse_space(data: Any, source: str = "space", lines: dict[tuple, int] | None
                     params[f"stage{i + 1}.{f}"] = _param(loc, p, f"stage{i + 1}.{f}", s, f)
                     targets[(i, f)] = _Target(f"stage{i + 1}.{f}")
                 else:
+                    _check_value(loc, p, f, s)
                     fixed[(i, f)] = s
         elif isinstance(spec, dict) and "base" in spec:
             if set(spec) != {"base", "growth"}:
@@ -373,8 +434,9 @@ def parse_space(data: Any, source: str = "space", lines: dict[tuple, int] | None
                 for i in range(n):
                     targets[(i, f)] = _Target(name, float(growth))
             else:
+                _check_value(loc, (*path, "base"), f, spec["base"])
                 for i in range(n):
-                    fixed[(i, f)] = int(round(spec["base"] * growth**i))
+                    fixed[(i, f)] = _grow(spec["base"], float(growth), i)
         elif isinstance(spec, (list, dict)):
             if f in ties:
                 params[f] = _param(loc, path, f, spec, f)
@@ -386,6 +448,7 @@ def parse_space(data: Any, source: str = "space", lines: dict[tuple, int] | None
                     params[name] = _param(loc, path, name, spec, f)
                     targets[(i, f)] = _Target(name)
         else:
+            _check_value(loc, path, f, spec)
             for i in range(n):
                 fixed[(i, f)] = spec
     for f in choices:
@@ -415,21 +478,25 @@ def _check_base(space: SearchSpace, loc: _Located) -> None:
     try:
         ArchConfig.model_validate({**space.base, "stages": space.stage_values(probe)})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        path = tuple(err["loc"])
-        if path and path[0] != "stages":
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            raise loc.error(("base", *path), msg) from None
+        for err in exc.errors():
+            path = tuple(err["loc"])
+            if path and path[0] != "stages":
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+                raise loc.error(("base", *path), msg) from None
 
 
 def _check_feasible(space: SearchSpace, loc: _Located, tries: int = 2000) -> None:
     """Refuse a space whose choices can never produce a valid config (checked on the extremes,
     then on ``tries`` seeded random points), quoting the reason the last point failed."""
     rng = random.Random(0)
-    points = [space.extreme(False), space.extreme(True)] + [space.draw(rng) for _ in range(tries)]
-    if space.count() <= tries:
-        points = [dict(zip(space.params, combo))
-                  for combo in itertools.product(*(p.values for p in space.params.values()))]
+    product = math.prod(len(p.values) for p in space.params.values())
+    if product <= 20 * tries:  # small enough to try every combination, lazily
+        points: Any = (dict(zip(space.params, combo))
+                       for combo in itertools.product(*(p.values for p in space.params.values())))
+    else:
+        points = itertools.chain([space.extreme(False), space.extreme(True)],
+                                 (space.draw(rng) for _ in range(tries)))
+    exhaustive = product <= 20 * tries
     reason = "the constraints exclude every combination"
     for values in points:
         stages = space.stage_values(values)
@@ -441,7 +508,10 @@ def _check_feasible(space: SearchSpace, loc: _Located, tries: int = 2000) -> Non
         except ValidationError as exc:
             err = exc.errors()[0]
             reason = f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
-    raise loc.error(("choices",), f"no combination of choices gives a valid network (e.g. {reason})")
+    if exhaustive:
+        raise loc.error(("choices",), f"no combination of choices gives a valid network (e.g. {reason})")
+    raise loc.error(("choices",), f"none of {tries} random combinations of choices gives a valid network, so a "
+                                  f"search could not sample it (e.g. {reason})")
 
 
 def load_space_file(path: str | Path) -> SearchSpace:

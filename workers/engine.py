@@ -468,6 +468,9 @@ def train(
     n_train = int(data.train_x.shape[0])
     if n_train == 0 or int(data.val_x.shape[0]) == 0:
         raise UserError(f"dataset '{data.name}' has an empty train or validation split")
+    if min(schedule.batch_size, n_train) < 2:
+        raise UserError(f"a training batch needs at least 2 images (batch norm); got batch size "
+                        f"{schedule.batch_size} and {n_train} training images")
 
     torch.manual_seed(schedule.seed)
     model = _build(model_or_config, data)

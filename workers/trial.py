@@ -39,15 +39,20 @@ class TrialSpec:
 
 def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
     """Train and measure one candidate; returns metrics, complexity, latency and the status."""
-    if isinstance(spec, dict):
-        spec = TrialSpec(**spec)
+    try:
+        if isinstance(spec, dict):
+            spec = TrialSpec(**spec)
+        config = parse_config(spec.config, source="trial config")
+        schedule = Schedule.from_dict(spec.schedule)
+    except (TypeError, UserError) as exc:  # unknown keys or wrongly typed values in the spec
+        return {"status": "error", "reason": f"trial spec: {exc}", "worker_pid": os.getpid()}
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        config = parse_config(spec.config, source="trial config")
-        schedule = Schedule.from_dict(spec.schedule)
-        data = load_dataset(spec.dataset, resolution=config.resolution, seed=schedule.seed)
+        # The validation split is the same for every trial (split seed 0), whatever the schedule's
+        # seed: trials trained with different seeds are ranked on the same images.
+        data = load_dataset(spec.dataset, resolution=config.resolution, seed=0)
         if spec.train_limit or spec.val_limit:
             data = data.take(train=spec.train_limit, val=spec.val_limit)
         if (config.classes, config.resolution) != (data.num_classes, data.resolution):
@@ -59,5 +64,11 @@ def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
     out.update(arch_hash=config.arch_hash(), complexity=complexity(config).to_dict(), worker_pid=os.getpid(),
                dataset=data.name)
     if spec.latency and result.status == "ok" and result.model is not None:
-        out["latency"] = measure_latency(result.model, device=device).to_dict()
+        try:
+            out["latency"] = measure_latency(result.model, device=device).to_dict()
+        finally:
+            # Hand the device memory back: a worker process trains many candidates in turn.
+            result.model.to("cpu")
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
     return out

@@ -44,3 +44,9 @@ def test_format_flops():
     assert format_flops(4_089_184_256) == "4.09 GFLOPs"
     assert format_flops(600e6) == "600 MFLOPs"
     assert str(parse_budget("3.5-4G")) == "3.5 GFLOPs - 4 GFLOPs"
+
+
+@pytest.mark.parametrize("text", ["1e400", "1e999999999", "9" * 40])
+def test_absurd_numbers_are_refused_not_crashed_on(text):
+    with pytest.raises(UserError, match="cannot read budget"):
+        parse_budget(text)

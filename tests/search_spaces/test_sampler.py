@@ -67,3 +67,9 @@ def test_small_space_is_exhausted_gracefully():
     result = sample(space, high=lo * 1.05, n=50, seed=0, max_draws=5000)
     assert 0 < len(result.candidates) < 50
     assert result.draws == 5000
+
+
+def test_sampling_stops_when_the_space_is_exhausted():
+    space = load_space("resnest-cifar")
+    result = sample(space, high=1e12, n=100_000, seed=0)
+    assert len(result.candidates) == space.count() == 6912

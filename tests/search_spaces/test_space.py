@@ -65,8 +65,8 @@ def test_user_space_parameters_and_names():
     sp = parse_space_text(USER_SPACE, "tiny.yaml")
     assert list(sp.params) == ["stage1.depth", "stage2.depth", "width.base", "stage1.cardinality",
                                "stage2.cardinality", "stage1.group_width", "stage2.group_width", "radix"]
-    assert sp.params["stage2.depth"].values == (1, 2, 3)
-    assert sp.params["stage1.group_width"].values == (4, 8, 12, 16)
+    assert tuple(sp.params["stage2.depth"].values) == (1, 2, 3)
+    assert tuple(sp.params["stage1.group_width"].values) == (4, 8, 12, 16)
     assert sp.params["radix"].log
     config = sp.decode({"stage1.depth": 1, "stage2.depth": 3, "width.base": 32, "stage1.cardinality": 2,
                         "stage2.cardinality": 1, "stage1.group_width": 8, "stage2.group_width": 4, "radix": 2})
@@ -150,3 +150,56 @@ def test_user_space_file_loads_by_path(tmp_path):
     assert load_space(str(path)).name == "tiny"
     with pytest.raises(UserError, match="no such file"):
         load_space(str(tmp_path / "other.yaml"))
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("  cardinality: [1, 2]", "  cardinality: [null, 2]"),
+     "line 10: choices.cardinality: cardinality must be an integer"),
+    (("  cardinality: [1, 2]", "  cardinality: [1, \"2\"]"), "cardinality must be an integer >= 1, got '2'"),
+    (("  cardinality: [1, 2]", "  cardinality: [true, 2]"), "cardinality must be an integer >= 1, got True"),
+    (("  cardinality: [1, 2]", "  cardinality: [1, 2.5]"), "got 2.5"),
+    (("  cardinality: [1, 2]", "  cardinality: [1, 2]\n  sk: [false, \"yes\"]"), "sk must be true or false"),
+    (("  cardinality: [1, 2]", "  cardinality: [1, 2]\n  se_ratio: [null, x]"), "se_ratio must be null or an integer"),
+    (("  width: {base: [32, 64], growth: 2}", "  width: {base: \"16\", growth: 2}"), "choices.width.base: width must"),
+    (("  group_width: {low: 4, high: 16, step: 4}", "  group_width: {low: 4, high: 15, step: 4}"),
+     "step 4 does not divide high - low"),
+    (("  group_width: {low: 4, high: 16, step: 4}", "  group_width: {low: 0, high: 16, step: 4}"),
+     "a range needs 1 <= low"),
+    (("stages: 2", "stages: 2\nstrides: [1, true]"), "strides: must be a list of 2 strides"),
+])
+def test_choice_values_are_type_checked(edit, expected):
+    assert expected in _error(USER_SPACE.replace(*edit))
+
+
+def test_decode_refuses_values_outside_the_space():
+    sp = load_space("resnest")
+    values = sp.encode(load_preset("resnest50d"))
+    for bad in ({"radix": 8}, {"stage1.depth": 99}, {"radix": True}):
+        with pytest.raises(UserError, match="is not one of its choices"):
+            sp.decode({**values, **bad})
+
+
+def test_non_integer_growth_round_trips():
+    text = USER_SPACE.replace("width: {base: [32, 64], growth: 2}", "width: {base: [10, 21], growth: 1.5}")
+    sp = parse_space_text(text, "g.yaml")
+    values = {name: p.values[0] for name, p in sp.params.items()} | {"width.base": 21}
+    config = sp.decode(values)
+    assert [s.width for s in config.stages] == [21, 32]  # 31.5 rounds half up
+    assert sp.encode(config) == values
+
+
+def test_a_huge_integer_range_stays_lazy():
+    text = USER_SPACE.replace("width: {base: [32, 64], growth: 2}", "width: {low: 16, high: 1600000000, step: 16}")
+    sp = parse_space_text(text, "big.yaml")
+    assert len(sp.params["stage1.width"].values) == 100_000_000
+    assert sp.count() > 10**16
+
+
+def test_width_matching_the_input_makes_the_range_an_estimate():
+    # stage 1 (stride 1) may keep the stem's 64 channels and lose its projection shortcut, so the
+    # widest choice is not the most expensive: the range must not be claimed exact.
+    text = USER_SPACE.replace("stem: {type: cifar, width: 16}", "stem: {type: cifar, width: 64}").replace(
+        "width: {base: [32, 64], growth: 2}", "width: {per_stage: [[48, 64], 128]}")
+    sp = parse_space_text(text, "w.yaml")
+    assert not sp.flops_monotone()
+    assert flops_range(sp)[2] is False

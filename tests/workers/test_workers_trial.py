@@ -34,3 +34,9 @@ def test_trials_run_as_ray_tasks_on_a_local_cluster(ray_cluster):
     ok, bad = ray_cluster.get([remote.remote(s) for s in specs], timeout=300)
     assert ok["status"] == "ok" and "latency" not in ok and ok["worker_pid"] > 0
     assert bad["status"] == "error" and "lr must be a positive number" in bad["reason"]
+
+
+def test_malformed_specs_come_back_as_errors():
+    assert "trial spec" in run_trial({**_spec().to_dict(), "colour": "red"})["reason"]
+    assert run_trial({**_spec().to_dict(), "schedule": {"lr": "0.1"}})["status"] == "error"
+    assert "at least 2 images" in run_trial({**_spec().to_dict(), "train_limit": 1})["reason"]
