@@ -14,10 +14,7 @@ def _samplers():
     yield optuna.samplers.TPESampler(seed=0)
     yield optuna.samplers.RandomSampler(seed=0)
     yield optuna.samplers.NSGAIISampler(seed=0, population_size=4)
-    try:
-        yield optuna.samplers.GPSampler(seed=0, n_startup_trials=3)
-    except ImportError:  # GP needs scipy; the others cover the bridge
-        pass
+    yield optuna.samplers.GPSampler(seed=0, n_startup_trials=3)  # needs scipy and torch: both dependencies
 
 
 @pytest.mark.parametrize("sampler", list(_samplers()), ids=lambda s: type(s).__name__)
