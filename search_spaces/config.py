@@ -212,6 +212,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
 
 def parse_config(data: Any, source: str = "config") -> ArchConfig:
     """Validate plain data (from YAML/JSON) into an :class:`ArchConfig`, or raise one-line UserError."""
+    if data is None:
+        raise UserError(f"{source}: empty; a config needs at least its stages (see 'nas model show resnet50')")
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
     try:

@@ -97,9 +97,10 @@ def test_malformed_yaml_names_the_line(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("text", ["", "- 1\n- 2\n", "just a string"])
-def test_non_mapping_documents_are_refused(text):
-    with pytest.raises(UserError, match="expected a mapping"):
+@pytest.mark.parametrize("text, message", [("", "empty"), ("- 1\n- 2\n", "expected a mapping"),
+                                           ("just a string", "expected a mapping")])
+def test_non_mapping_documents_are_refused(text, message):
+    with pytest.raises(UserError, match=message):
         ArchConfig.from_yaml(text)
 
 
