@@ -197,14 +197,17 @@ class ArchConfig(BaseModel):
         return parse_config(data, source=source)
 
 
+def error_message(err: Any) -> str:
+    """The user-facing text of one pydantic error (without its location)."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _format_error(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+    msg = error_message(err)
     more = len(exc.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{source}: {loc + ': ' if loc else ''}{msg}{tail}"

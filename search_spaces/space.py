@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nas.search_spaces.config import ArchConfig, StageConfig, parse_config
+from nas.search_spaces.config import ArchConfig, StageConfig, error_message, parse_config
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.files import read_user_text, yaml_error
 
@@ -481,22 +481,21 @@ def _check_base(space: SearchSpace, loc: _Located) -> None:
         for err in exc.errors():
             path = tuple(err["loc"])
             if path and path[0] != "stages":
-                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-                raise loc.error(("base", *path), msg) from None
+                raise loc.error(("base", *path), error_message(err)) from None
 
 
 def _check_feasible(space: SearchSpace, loc: _Located, tries: int = 2000) -> None:
-    """Refuse a space whose choices can never produce a valid config (checked on the extremes,
-    then on ``tries`` seeded random points), quoting the reason the last point failed."""
+    """Refuse a space whose choices can never produce a valid config, quoting the reason the last
+    point failed. Every combination is tried (lazily) when there are at most ``20 * tries``;
+    otherwise the two extremes and ``tries`` seeded random points."""
     rng = random.Random(0)
-    product = math.prod(len(p.values) for p in space.params.values())
-    if product <= 20 * tries:  # small enough to try every combination, lazily
+    exhaustive = math.prod(len(p.values) for p in space.params.values()) <= 20 * tries
+    if exhaustive:
         points: Any = (dict(zip(space.params, combo))
                        for combo in itertools.product(*(p.values for p in space.params.values())))
     else:
         points = itertools.chain([space.extreme(False), space.extreme(True)],
                                  (space.draw(rng) for _ in range(tries)))
-    exhaustive = product <= 20 * tries
     reason = "the constraints exclude every combination"
     for values in points:
         stages = space.stage_values(values)
@@ -507,7 +506,7 @@ def _check_feasible(space: SearchSpace, loc: _Located, tries: int = 2000) -> Non
             return
         except ValidationError as exc:
             err = exc.errors()[0]
-            reason = f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            reason = f"{'.'.join(map(str, err['loc']))}: {error_message(err)}"
     if exhaustive:
         raise loc.error(("choices",), f"no combination of choices gives a valid network (e.g. {reason})")
     raise loc.error(("choices",), f"none of {tries} random combinations of choices gives a valid network, so a "
