@@ -49,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from nas.workers import Schedule, load_dataset, measure_latency, train
+    from nas.workers.trial import fit_to_data
 
     config = resolve_config(args.config)
     if args.epochs < 1:
@@ -69,8 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download, seed=0)
     if args.limit:
         data = data.take(train=args.limit)
-    if (config.classes, config.resolution) != (data.num_classes, data.resolution):
-        config = config.with_input(resolution=data.resolution, classes=data.num_classes)
+    config = fit_to_data(config, data)
     name = config.name or Path(args.config).stem
     out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

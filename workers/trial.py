@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from nas.search_spaces.complexity import complexity
-from nas.search_spaces.config import parse_config
+from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
-from nas.workers.datasets import load_dataset
+from nas.workers.datasets import DatasetSplits, load_dataset
 from nas.workers.engine import Schedule, train
 from nas.workers.latency import measure_latency
 
@@ -35,6 +35,14 @@ class TrialSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fit_to_data(config: ArchConfig, data: DatasetSplits) -> ArchConfig:
+    """The config with the dataset's number of classes and resolution (the head and input follow
+    the data; everything else is the architecture as given)."""
+    if (config.classes, config.resolution) != (data.num_classes, data.resolution):
+        return config.with_input(resolution=data.resolution, classes=data.num_classes)
+    return config
 
 
 def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +63,7 @@ def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
         data = load_dataset(spec.dataset, resolution=config.resolution, seed=0)
         if spec.train_limit or spec.val_limit:
             data = data.take(train=spec.train_limit, val=spec.val_limit)
-        if (config.classes, config.resolution) != (data.num_classes, data.resolution):
-            config = config.with_input(resolution=data.resolution, classes=data.num_classes)
+        config = fit_to_data(config, data)
         result = train(config, data, schedule, device=device)
     except UserError as exc:
         return {"status": "error", "reason": str(exc), "worker_pid": os.getpid()}
