@@ -167,6 +167,25 @@ class ArchConfig(BaseModel):
             data["classes"] = classes
         return parse_config(data, source="config")
 
+    def describe(self) -> str:
+        """A one-line summary of the stages: ``d3-4-6-3 w256-512-1024-2048 1x64-128-256-512 r2 se16``
+        (depths, widths, cardinality x group width, then radix, SE ratios and SK where used; a
+        value shared by all stages is written once)."""
+        s = self.stages
+
+        def per(f: str) -> str:
+            vals = [getattr(x, f) for x in s]
+            return str(vals[0]) if len(set(vals)) == 1 else "-".join(map(str, vals))
+
+        parts = [f"d{per('depth')}", f"w{per('width')}", f"{per('cardinality')}x{per('group_width')}"]
+        if any(x.radix for x in s):
+            parts.append(f"r{per('radix')}")
+        if any(x.se_ratio for x in s):
+            parts.append("se" + "-".join(str(x.se_ratio or 0) for x in s))
+        if any(x.sk for x in s):
+            parts.append("sk" + "".join("1" if x.sk else "0" for x in s))
+        return " ".join(parts)
+
     # ---- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

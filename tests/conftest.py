@@ -8,7 +8,9 @@ set before any Ray worker starts, so workers inherit it.
 """
 
 import os
+import socket
 import tempfile
+import uuid
 
 import pytest
 import torch
@@ -24,3 +26,28 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+POSTGRES_URL = os.environ.get("NAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The machine's PostgreSQL (trust auth, database ``test``). Skipped with its reason where none
+    answers, unless ``NAS_REQUIRE_POSTGRES=1`` (``.ci/run`` sets it, so CI never skips silently)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_URL)
+    try:
+        socket.create_connection((url.host, url.port or 5432), timeout=3).close()
+    except OSError as exc:
+        if os.environ.get("NAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"NAS_REQUIRE_POSTGRES=1 but nothing answers at {url.host}:{url.port or 5432} ({exc})")
+        pytest.skip(f"no PostgreSQL at {url.host}:{url.port or 5432} ({exc}); .ci/run makes this mandatory")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def study_name():
+    """A study name no other test (or earlier run against the shared PostgreSQL) has used."""
+    return f"test-{uuid.uuid4().hex[:12]}"

@@ -91,23 +91,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(config) -> str:
-    s = config.stages
-
-    def per(f):
-        vals = [getattr(x, f) for x in s]
-        return str(vals[0]) if len(set(vals)) == 1 else "-".join(map(str, vals))
-
-    parts = [f"d{per('depth')}", f"w{per('width')}", f"{per('cardinality')}x{per('group_width')}"]
-    if any(x.radix for x in s):
-        parts.append(f"r{per('radix')}")
-    if any(x.se_ratio for x in s):
-        parts.append("se" + "-".join(str(x.se_ratio or 0) for x in s))
-    if any(x.sk for x in s):
-        parts.append("sk" + "".join("1" if x.sk else "0" for x in s))
-    return " ".join(parts)
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
     from nas.search_spaces.errors import UserError
 
@@ -124,7 +107,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "candidates": [{"hash": c.arch_hash, "flops": c.flops, "params": c.params, "values": c.values,
                             "config": c.config.to_dict()} for c in cands]}, indent=2))
     else:
-        rows = [(i + 1, c.arch_hash, format_flops(c.flops), f"{c.params / 1e6:.2f}M", _summary(c.config))
+        rows = [(i + 1, c.arch_hash, format_flops(c.flops), f"{c.params / 1e6:.2f}M", c.config.describe())
                 for i, c in enumerate(cands)]
         print(render_table(("#", "hash", "FLOPs", "params", "architecture"), rows))
         print(f"{len(cands)} candidates in {budget} from space {space.name}; {result.draws:,} draws, "

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas import cli_model, cli_space, cli_train
+    from nas.cli import model, space, train
 
     parser = _Parser(
         prog="nas",
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'nas COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    cli_model.add_parser(sub)
-    cli_space.add_parser(sub)
-    cli_train.add_parser(sub)
+    model.add_parser(sub)
+    space.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 

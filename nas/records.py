@@ -1,0 +1,300 @@
+"""What a study holds and how it is read: the one module that names the study's attributes.
+
+The study (Optuna storage) is the single source of truth. Only the search driver writes it;
+the inspection commands, the dashboards and export read it through this module, so the names
+below are the study's schema:
+
+* Study user attributes: ``space``, ``space_fingerprint``, ``space_resolution``, ``budget``,
+  ``dataset``, ``train_resolution``, ``classes``, ``fidelity``, ``schedule``, ``early_stopping``,
+  ``objectives``, ``nas_version``, ``created`` (see :class:`StudySettings`); the space file's text
+  is the system attribute ``nas:space_source``, so a study can rebuild its architectures without
+  the file.
+* Trial parameters: the space's design parameters (``stage2.depth``, ``radix``, ``width.base``...).
+* Trial values: one per objective, in the study's order (``set_metric_names``): ``accuracy``
+  (validation top-1, maximised), ``flops`` (multiply-adds at the space's resolution), ``params``,
+  ``latency`` (ms at batch 1), minimised.
+* Trial user attributes (:data:`ATTR_KEYS`): the outcome, the architecture (config, hash, short
+  description), its complexity at the space's and at the training resolution, the learning
+  curve, timings, where it ran, and why it failed.
+* Trial constraints (``trial.set_constraint``): ``flops_budget`` = FLOPs / high - 1, and for a
+  window ``flops_floor`` = 1 - FLOPs / low; feasible when all are <= 0.
+
+How each kind of proposal is recorded, and why:
+
+==============  ========  ========================================================================
+outcome         state     meaning
+==============  ========  ========================================================================
+complete        COMPLETE  trained for its whole schedule; values set
+pruned          PRUNED    stopped early by the scheduler; its last metrics and curve in attributes
+infeasible      PRUNED    over (or under) the budget: never trained, constraint > 0. PRUNED, not
+                          COMPLETE, so no front counts it (optuna-dashboard ignores constraints
+                          but only puts COMPLETE trials on its front), while TPE still learns from
+                          it (it reads PRUNED trials and ranks infeasible ones last)
+invalid         PRUNED    the parameters are no valid network (a space constraint or config rule)
+duplicate       as orig.  an architecture the study already trained: the earlier result, copied,
+                          with ``duplicate_of``
+failed          FAIL      training failed: ``reason`` says why (diverged, oom, error, worker died)
+orphaned        FAIL      its driver died; the architecture was queued to train again
+interrupted     FAIL      the user stopped the search; the architecture was queued to train again
+==============  ========  ========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nas.pareto import non_dominated_sort, pareto_front, to_minimisation
+
+# ---- objectives ------------------------------------------------------------------------------
+
+#: name -> (maximise?, short description)
+OBJECTIVES: dict[str, tuple[bool, str]] = {
+    "accuracy": (True, "validation top-1 accuracy"),
+    "flops": (False, "multiply-adds at the space's resolution"),
+    "params": (False, "parameters"),
+    "latency": (False, "ms per image at batch 1 on the trial's device"),
+}
+
+# ---- outcomes --------------------------------------------------------------------------------
+
+COMPLETE, PRUNED, INFEASIBLE, INVALID = "complete", "pruned", "infeasible", "invalid"
+DUPLICATE, FAILED, ORPHANED, INTERRUPTED, RUNNING = "duplicate", "failed", "orphaned", "interrupted", "running"
+OUTCOMES = (COMPLETE, PRUNED, INFEASIBLE, INVALID, DUPLICATE, FAILED, ORPHANED, INTERRUPTED, RUNNING)
+#: Outcomes that cost a training run: what ``--trials`` counts.
+TRAINED = frozenset({COMPLETE, PRUNED, FAILED})
+#: Outcomes whose architecture must train again (nothing was learnt about it).
+RETRY = frozenset({ORPHANED, INTERRUPTED})
+
+# ---- attribute names -------------------------------------------------------------------------
+
+ATTR_KEYS = (
+    "outcome", "arch", "arch_hash", "config",
+    "flops", "n_params", "activations", "train_flops", "train_n_params", "train_activations",
+    "accuracy", "best_accuracy", "epochs", "curve", "wall_time_s", "images_per_s",
+    "device", "host", "node", "worker_pid", "latency_ms", "peak_memory_mb",
+    "reason", "duplicate_of", "retry_of", "restarts",
+)
+DRIVER_ATTR = "nas:driver"  # trial system attribute: the id of the driver that dispatched it
+DRIVER_PREFIX = "nas:driver:"  # study system attributes: one liveness record per driver
+SPACE_SOURCE_ATTR = "nas:space_source"  # study system attribute: the space file's text
+CONSTRAINT_HIGH, CONSTRAINT_LOW = "flops_budget", "flops_floor"
+
+
+# ---- study settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What defines a study: a later search on it must agree on every compared field."""
+
+    space: str
+    space_fingerprint: str
+    space_resolution: int
+    budget_low: float
+    budget_high: float
+    dataset: str
+    train_resolution: int
+    classes: int
+    train_images: int | None  # None: the whole training split
+    val_images: int | None
+    epochs: int
+    batch_size: int
+    schedule: dict[str, Any]
+    objectives: tuple[str, ...]
+    early_stopping: dict[str, Any] | None = None  # {"grace": g, "eta": e} or None (off)
+    nas_version: str = ""
+    created: str = ""
+
+    #: Fields a resumed search must match, with the words used when they differ.
+    COMPARED = {
+        "space_fingerprint": "space", "budget_low": "budget", "budget_high": "budget", "dataset": "dataset",
+        "train_images": "train images", "val_images": "val images", "epochs": "epochs",
+        "batch_size": "batch size", "schedule": "schedule", "objectives": "objectives",
+        "early_stopping": "early stopping",
+    }
+
+    @property
+    def fidelity(self) -> dict[str, Any]:
+        return {"train_images": self.train_images, "val_images": self.val_images, "epochs": self.epochs,
+                "batch_size": self.batch_size}
+
+    def budget_text(self) -> str:
+        from nas.search_spaces.complexity import format_flops
+
+        if self.budget_low > 0:
+            return f"{format_flops(self.budget_low)} - {format_flops(self.budget_high)}"
+        return f"<= {format_flops(self.budget_high)}"
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Study user attributes (JSON values, readable in optuna-dashboard)."""
+        return {
+            "space": self.space, "space_fingerprint": self.space_fingerprint,
+            "space_resolution": self.space_resolution,
+            "budget": {"low": self.budget_low, "high": self.budget_high, "text": self.budget_text()},
+            "dataset": self.dataset, "train_resolution": self.train_resolution, "classes": self.classes,
+            "fidelity": self.fidelity, "schedule": self.schedule, "objectives": list(self.objectives),
+            "early_stopping": self.early_stopping, "nas_version": self.nas_version, "created": self.created,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> StudySettings | None:
+        """The settings stored on a study, or ``None`` if it was not made by ``nas search``."""
+        try:
+            fid, budget = attrs["fidelity"], attrs["budget"]
+            return cls(space=attrs["space"], space_fingerprint=attrs["space_fingerprint"],
+                       space_resolution=int(attrs["space_resolution"]), budget_low=float(budget["low"]),
+                       budget_high=float(budget["high"]), dataset=attrs["dataset"],
+                       train_resolution=int(attrs["train_resolution"]), classes=int(attrs["classes"]),
+                       train_images=fid["train_images"], val_images=fid["val_images"], epochs=int(fid["epochs"]),
+                       batch_size=int(fid["batch_size"]), schedule=dict(attrs["schedule"]),
+                       objectives=tuple(attrs["objectives"]), early_stopping=attrs.get("early_stopping"),
+                       nas_version=attrs.get("nas_version", ""), created=attrs.get("created", ""))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def differences(self, other: StudySettings) -> list[str]:
+        """Human-readable differences ``"epochs 3 (study) vs 5 (now)"`` on the compared fields."""
+        out: list[str] = []
+        for name, label in self.COMPARED.items():
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if _norm(mine) == _norm(theirs):
+                continue
+            if label == "budget":
+                text = f"budget {self.budget_text()} (study) vs {other.budget_text()} (now)"
+            elif label == "space":
+                text = (f"space {self.space} #{self.space_fingerprint} (study) vs "
+                        f"{other.space} #{other.space_fingerprint} (now)")
+            elif label == "schedule":
+                keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                text = "schedule " + ", ".join(f"{k} {mine.get(k)} (study) vs {theirs.get(k)} (now)" for k in keys)
+            else:
+                text = f"{label} {_show(mine)} (study) vs {_show(theirs)} (now)"
+            if text not in out:
+                out.append(text)
+        return out
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in sorted(v.items())}
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "all"
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x}" for k, x in v.items())
+    return str(v)
+
+
+# ---- trials ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the dashboards and commands see it (read from a ``FrozenTrial``)."""
+
+    number: int
+    state: str  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    outcome: str
+    values: tuple[float, ...] | None
+    params: dict[str, Any]
+    feasible: bool
+    constraints: dict[str, float] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    datetime_start: str | None = None
+    datetime_complete: str | None = None
+    driver: str | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    @property
+    def trained(self) -> bool:
+        """Cost a training run (counts toward ``--trials``)."""
+        return self.outcome in TRAINED
+
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        return list(self.attrs.get("curve") or [])
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.attrs.get("accuracy")
+
+    def objective(self, name: str) -> float | None:
+        """An objective's value: from ``values`` for complete trials, else from the attributes
+        (a pruned or infeasible trial keeps what is known of it there)."""
+        key = {"accuracy": "accuracy", "flops": "flops", "params": "n_params", "latency": "latency_ms"}[name]
+        v = self.attrs.get(key)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_frozen(cls, trial: Any) -> TrialRecord:
+        attrs = dict(trial.user_attrs)
+        constraints = dict(getattr(trial, "constraints", {}) or {})
+        state = trial.state.name
+        outcome = attrs.get("outcome") or ("running" if state in ("RUNNING", "WAITING") else state.lower())
+        if state == "RUNNING":
+            outcome = RUNNING
+        return cls(
+            number=trial.number, state=state, outcome=outcome,
+            values=tuple(trial.values) if trial.values is not None else None,
+            params=dict(trial.params), feasible=all(v <= 0 for v in constraints.values()),
+            constraints=constraints, attrs=attrs,
+            datetime_start=trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
+            datetime_complete=(trial.datetime_complete.isoformat(timespec="seconds")
+                               if trial.datetime_complete else None),
+            driver=trial.system_attrs.get(DRIVER_ATTR),
+        )
+
+
+def read_trials(study: Any) -> list[TrialRecord]:
+    return [TrialRecord.from_frozen(t) for t in study.get_trials(deepcopy=False)]
+
+
+def read_settings(study: Any) -> StudySettings | None:
+    return StudySettings.from_attrs(study.user_attrs)
+
+
+def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
+    """Trials by outcome (every outcome present, zero where none)."""
+    out = dict.fromkeys(OUTCOMES, 0)
+    for r in records:
+        out[r.outcome] = out.get(r.outcome, 0) + 1
+    return out
+
+
+def front(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
+    """The Pareto front: feasible COMPLETE trials, one per architecture (the first trained; a
+    duplicate repeats its original's values), sorted by the first objective, best first."""
+    done = [r for r in records if r.state == "COMPLETE" and r.feasible and r.values is not None
+            and r.outcome != DUPLICATE]
+    if not done:
+        return []
+    maximise = [OBJECTIVES[o][0] for o in objectives]
+    points = to_minimisation([r.values for r in done], maximise)  # type: ignore[misc]
+    members = [done[i] for i in pareto_front(points)]
+    return sorted(members, key=lambda r: r.values[0], reverse=maximise[0])  # type: ignore[index]
+
+
+def ranks(records: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, int]:
+    """Non-domination rank (0 = the front) of every feasible complete, non-duplicate trial."""
+    done = [r for r in records if r.state == "COMPLETE" and r.feasible and r.values is not None
+            and r.outcome != DUPLICATE]
+    maximise = [OBJECTIVES[o][0] for o in objectives]
+    fronts = non_dominated_sort(to_minimisation([r.values for r in done], maximise))  # type: ignore[misc]
+    return {done[i].number: k for k, f in enumerate(fronts) for i in f}

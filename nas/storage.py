@@ -1,0 +1,170 @@
+"""Where studies live: storage URLs as users type them, opened with one-line errors.
+
+``--storage`` takes an SQLAlchemy URL (``sqlite:///nas.db``, ``postgresql://user@host/db``), a
+plain file path (an SQLite file), or ``journal:PATH`` (Optuna's journal file, for several
+writers without a database server). The default is ``sqlite:///nas.db`` in the working
+directory, or ``$NAS_STORAGE``.
+
+SQLite files are opened in WAL mode with ``synchronous=NORMAL`` and a 60 s busy timeout:
+readers (``nas status``, a dashboard, optuna-dashboard) never block the search's writes and
+the search never fails with "database is locked" because of them; a commit costs no fsync,
+and a killed process loses nothing (only an OS crash or power cut could lose the last
+commits). PostgreSQL connections are checked before use (``pool_pre_ping``), so a connection
+the server dropped is replaced instead of failing the search.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from nas.search_spaces.errors import UserError
+
+DEFAULT_STORAGE = "sqlite:///nas.db"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+__all__ = ["DEFAULT_STORAGE", "StorageURL", "open_storage", "parse_storage"]
+
+
+class StorageURL:
+    """A parsed ``--storage`` value: ``kind`` is ``sqlite``, ``journal`` or ``rdb`` (any other
+    SQLAlchemy database); ``path`` is the file for the first two."""
+
+    def __init__(self, text: str, kind: str, url: str, path: Path | None = None) -> None:
+        self.text, self.kind, self.url, self.path = text, kind, url, path
+
+    def exists(self) -> bool:
+        """Whether there is anything to read (a server database always counts as existing)."""
+        return self.path.exists() if self.path is not None else True
+
+    def __str__(self) -> str:
+        return self.display()
+
+    def display(self) -> str:
+        """The URL with any password hidden."""
+        if self.kind != "rdb":
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+def parse_storage(text: str | None) -> StorageURL:
+    """Check a storage value's form and its local parts (folder exists, file is a database)."""
+    text = (text or os.environ.get("NAS_STORAGE") or DEFAULT_STORAGE).strip()
+    if not text:
+        raise UserError("--storage is empty; give a URL like sqlite:///nas.db or postgresql://user@host/db")
+    if text.startswith("journal:"):
+        path = Path(text.removeprefix("journal:").removeprefix("//")).expanduser()
+        _check_folder(path, text)
+        return StorageURL(text, "journal", f"journal:{path}", path)
+    if "://" not in text:  # a plain path: an SQLite file
+        text = f"sqlite:///{text}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError) as exc:
+        raise UserError(f"cannot read storage URL {text!r} ({exc}); expected e.g. sqlite:///nas.db, "
+                        f"postgresql://user@host/db or journal:FILE") from None
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise UserError(f"storage {text!r}: an in-memory SQLite database would vanish with the process; "
+                            f"give a file, e.g. sqlite:///nas.db")
+        path = Path(url.database).expanduser()
+        _check_folder(path, text)
+        if path.exists():
+            _check_sqlite_file(path, text)
+        return StorageURL(text, "sqlite", text, path)
+    try:
+        url.get_dialect()
+    except Exception as exc:  # unknown dialect or missing driver package
+        raise UserError(f"storage {url.render_as_string(hide_password=True)!r}: no database driver "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    return StorageURL(text, "rdb", text)
+
+
+def _check_folder(path: Path, text: str) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"storage {text!r}: folder {folder} does not exist")
+    if path.is_dir():
+        raise UserError(f"storage {text!r}: {path} is a folder, not a file")
+
+
+def _check_sqlite_file(path: Path, text: str) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise UserError(f"storage {text!r}: cannot read {path} ({exc.strerror})") from None
+    if head and head != _SQLITE_MAGIC:
+        raise UserError(f"storage {text!r}: {path} is not an SQLite database")
+
+
+def _sqlite_creator(path: Path):
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; readers don't block the writer
+        conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit; safe against process death
+        return conn
+
+    return connect
+
+
+def _probe_server(url: Any) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a database server's address."""
+    host, port = url.host, url.port
+    if not host or host.startswith("/"):
+        return  # a Unix socket: the driver's own error is quick
+    port = port or {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}.get(url.get_backend_name())
+    if port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"storage {url.render_as_string(hide_password=True)!r}: nothing answers at "
+                        f"{host}:{port} ({exc.strerror or exc})") from None
+
+
+def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
+    """An Optuna storage for ``storage``. ``create=False`` refuses a missing SQLite or journal
+    file (readers must not create an empty database where the user mistyped a path)."""
+    import optuna
+
+    su = storage if isinstance(storage, StorageURL) else parse_storage(storage)
+    if not create and not su.exists():
+        raise UserError(f"no study storage at {su.path} (run 'nas search' first, or pass --storage)")
+    if su.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(su.path)))
+        except Exception as exc:
+            raise UserError(f"storage {su.text!r}: cannot open journal ({_first_line(exc)})") from None
+    from sqlalchemy.engine import make_url
+
+    engine_kwargs: dict[str, Any]
+    if su.kind == "sqlite":
+        engine_kwargs = {"creator": _sqlite_creator(su.path)}  # type: ignore[arg-type]
+    else:
+        url = make_url(su.url)
+        _probe_server(url)
+        engine_kwargs = {"pool_pre_ping": True}
+        if url.get_backend_name() == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return optuna.storages.RDBStorage(su.url, engine_kwargs=engine_kwargs)
+    except Exception as exc:  # sqlalchemy OperationalError/DatabaseError, a schema of another version
+        raise UserError(f"storage {su.display()!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc  # sqlalchemy wraps the driver's error
+    text = str(orig).strip().splitlines()
+    return (text[0] if text else type(orig).__name__)[:240]

@@ -1,0 +1,87 @@
+"""The one-transaction storage wrapper: what it writes reads back identically through plain Optuna."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.deferred_storage import DeferredStorage
+from nas.search_spaces import load_space
+from nas.search_spaces.optuna_bridge import suggest_values
+from nas.storage import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(params=["sqlite", "journal", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/s.db"
+    if request.param == "journal":
+        return f"journal:{tmp_path}/j.log"
+    return request.getfixturevalue("postgres_url")
+
+
+def _study(url, name, sampler=None):
+    storage = DeferredStorage(optuna.storages.get_storage(open_storage(url)))
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"],
+                                sampler=sampler or optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+    return study, storage
+
+
+def test_told_proposal_is_written_whole(url, study_name):
+    space = load_space("resnest")
+    study, storage = _study(url, study_name)
+    for i in range(5):
+        trial = study.ask()
+        assert storage.is_pending(trial._trial_id)
+        values = suggest_values(trial, space)
+        trial.set_user_attr("outcome", "infeasible")
+        trial.set_user_attr("config", {"i": i, "nested": [1, 2]})
+        trial.set_constraint("flops_budget", 0.25)
+        frozen = study.tell(trial, state=TrialState.PRUNED)
+        assert frozen.number == i and frozen.params == values
+    # A separate reader (plain Optuna, no wrapper) sees exactly what was written.
+    plain = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    trials = plain.get_trials()
+    assert [t.number for t in trials] == list(range(5))
+    t = trials[3]
+    assert t.state == TrialState.PRUNED
+    assert t.user_attrs == {"outcome": "infeasible", "config": {"i": 3, "nested": [1, 2]}}
+    assert t.constraints == {"flops_budget": 0.25}
+    assert set(t.params) == set(space.params) and t.distributions == plain.get_trials()[0].distributions
+
+
+def test_committed_trial_is_running_then_updated_in_one_go(url, study_name):
+    study, storage = _study(url, study_name)
+    trial = study.ask()
+    x = trial.suggest_int("x", 0, 10)
+    trial.set_user_attr("arch", "d1")
+    frozen = storage.commit(trial._trial_id)
+    plain = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    seen = plain.get_trials()[0]
+    assert seen.state == TrialState.RUNNING and seen.params == {"x": x} and seen.user_attrs == {"arch": "d1"}
+    storage.update(frozen._trial_id, user_attrs={"arch": "d1-bis", "curve": [0.1, 0.2]},
+                   system_attrs={"constraints:flops_budget": -0.5})
+    storage.update(frozen._trial_id, state=TrialState.COMPLETE, values=[0.5, 3e9],
+                   user_attrs={"curve": [0.1, 0.2, 0.5]})
+    done = optuna.load_study(study_name=study_name, storage=open_storage(url)).get_trials()[0]
+    assert done.state == TrialState.COMPLETE and done.values == [0.5, 3e9]
+    assert done.user_attrs == {"arch": "d1-bis", "curve": [0.1, 0.2, 0.5]}
+    assert done.constraints == {"flops_budget": -0.5} and done.datetime_complete is not None
+    assert [t.number for t in study.best_trials] == [0]
+
+
+def test_tpe_learns_through_the_wrapper(tmp_path, study_name):
+    # TPE reads the trials the wrapper wrote (pending ones included) and keeps sampling.
+    study, storage = _study(f"sqlite:///{tmp_path}/s.db", study_name,
+                            optuna.samplers.TPESampler(seed=0, n_startup_trials=5, constant_liar=True))
+    for _ in range(15):
+        trial = study.ask()
+        x = trial.suggest_int("x", 0, 100)
+        if x > 50:
+            trial.set_constraint("flops_budget", 1.0)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            trial.set_constraint("flops_budget", -1.0)
+            study.tell(trial, [x / 100, x])
+    assert len(study.trials) == 15 and not any(storage.is_pending(t._trial_id) for t in study.trials)
