@@ -60,6 +60,10 @@ class DeferredStorage(BaseStorage):
         self._committed[trial_id] = trial._trial_id
         return trial
 
+    def discard(self, trial_id: int) -> None:
+        """Forget a pending trial without writing it."""
+        self._pending.pop(trial_id, None)
+
     def update(self, trial_id: int, state: TrialState | None = None, values: Sequence[float] | None = None,
                user_attrs: Mapping[str, Any] | None = None, system_attrs: Mapping[str, Any] | None = None) -> None:
         """Attributes, then values and state, of a written trial, in one transaction on RDB backends."""

@@ -168,8 +168,14 @@ class StudySettings:
                 text = (f"space {self.space} #{self.space_fingerprint} (study) vs "
                         f"{other.space} #{other.space_fingerprint} (now)")
             elif label == "schedule":
-                keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                text = "schedule " + ", ".join(f"{k} {mine.get(k)} (study) vs {theirs.get(k)} (now)" for k in keys)
+                # Epochs and batch size are compared on their own; the warm-up follows the epochs.
+                keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)
+                              and k not in ("epochs", "batch_size", "warmup_epochs"))
+                if not keys:
+                    continue
+                text = ", ".join(f"{k} {mine.get(k)} (study) vs {theirs.get(k)} (now)" for k in keys)
+            elif label == "early stopping":
+                text = f"{label} {_show(mine, 'off')} (study) vs {_show(theirs, 'off')} (now)"
             else:
                 text = f"{label} {_show(mine)} (study) vs {_show(theirs)} (now)"
             if text not in out:
@@ -187,9 +193,9 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def _show(v: Any) -> str:
+def _show(v: Any, none: str = "all") -> str:
     if v is None:
-        return "all"
+        return none
     if isinstance(v, (list, tuple)):
         return ",".join(map(str, v))
     if isinstance(v, dict):

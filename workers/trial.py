@@ -9,6 +9,7 @@ bad trial never takes the worker (or the search) down.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from nas.search_spaces.complexity import complexity
 from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
 from nas.workers.datasets import DatasetSplits, load_dataset
-from nas.workers.engine import Schedule, train
+from nas.workers.engine import EpochRecord, Schedule, train
 from nas.workers.latency import measure_latency
 
 
@@ -32,6 +33,7 @@ class TrialSpec:
     val_limit: int | None = None  # validate on the first N images only (smoke runs)
     latency: bool = True
     threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
+    weights_path: str | None = None  # write the trained weights here (a path on the worker's machine)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,8 +47,19 @@ def fit_to_data(config: ArchConfig, data: DatasetSplits) -> ArchConfig:
     return config
 
 
-def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
-    """Train and measure one candidate; returns metrics, complexity, latency and the status."""
+def run_trial(spec: TrialSpec | dict[str, Any],
+              on_epoch: Callable[[EpochRecord], bool | None] | None = None,
+              started: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and measure one candidate; returns metrics, complexity, latency and the status.
+
+    Latency (when asked for) is measured first, on the freshly built network: it does not depend
+    on the weights, and a search that stops a candidate after one epoch still knows it.
+    ``on_epoch`` is the engine's per-epoch callback (a search reports each epoch through it;
+    whatever it raises that is not ``StopTraining`` propagates, so Ray Tune can end the trial).
+    ``started``, when given, is filled in before the first epoch with what is known by then
+    (``latency``, ``complexity`` at the training resolution, ``device``, ``dataset``), so per-epoch
+    reports can carry it.
+    """
     try:
         if isinstance(spec, dict):
             spec = TrialSpec(**spec)
@@ -64,18 +77,21 @@ def run_trial(spec: TrialSpec | dict[str, Any]) -> dict[str, Any]:
         if spec.train_limit or spec.val_limit:
             data = data.take(train=spec.train_limit, val=spec.val_limit)
         config = fit_to_data(config, data)
-        result = train(config, data, schedule, device=device)
+        latency = measure_latency(config, device=device).to_dict() if spec.latency else None
+        if started is not None:
+            started.update(latency=latency, complexity=complexity(config).to_dict(), device=device,
+                           dataset=data.name)
+        result = train(config, data, schedule, device=device, on_epoch=on_epoch, keep_model=False,
+                       save_path=spec.weights_path)
     except UserError as exc:
         return {"status": "error", "reason": str(exc), "worker_pid": os.getpid()}
     out = result.to_dict()
     out.update(arch_hash=config.arch_hash(), complexity=complexity(config).to_dict(), worker_pid=os.getpid(),
                dataset=data.name)
-    if spec.latency and result.status == "ok" and result.model is not None:
-        try:
-            out["latency"] = measure_latency(result.model, device=device).to_dict()
-        finally:
-            # Hand the device memory back: a worker process trains many candidates in turn.
-            result.model.to("cpu")
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
+    if latency is not None:
+        out["latency"] = latency
+    if spec.weights_path and result.status in ("ok", "stopped"):
+        out["weights_path"] = spec.weights_path
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # hand the device memory back: a worker trains many candidates in turn
     return out

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.cli import model, space, train
+    from nas.cli import model, search, space, studies, train
 
     parser = _Parser(
         prog="nas",
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_parser(sub)
     space.add_parser(sub)
     train.add_parser(sub)
+    search.add_parser(sub)
+    studies.add_parser(sub)
     return parser
 
 

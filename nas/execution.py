@@ -1,0 +1,212 @@
+"""Execution on Ray: start or join a cluster, then run the trials through Ray Tune, quietly.
+
+* No address (and no ``RAY_ADDRESS``): a local cluster is started for the search and shut down
+  after it. With one, the cluster is joined, after probing the address with a socket:
+  ``ray.init`` to an address with nothing listening retries for about 14 minutes.
+* Tune writes its experiment state to a temporary folder removed at the end, prints nothing
+  (our progress is the only output), installs no SIGINT handler (we stop it gracefully
+  ourselves, see :class:`Interrupt`), and retries a trial only when its worker process dies
+  (``FailureConfig``): the trainable returns every other failure as a result.
+* ``reuse_actors=True`` (a worker trains candidate after candidate; Tune's per-trial cost drops
+  from about 1 s to 90 ms) and ``max_concurrent_trials`` (a custom searcher otherwise gets one
+  pending trial at a time). ``tune.with_resources`` always with a CPU count: a GPU-only request
+  reserves zero CPUs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nas.search_spaces.errors import UserError
+
+# Read by Ray Tune when it is imported or a Tuner is built: set before either.
+_TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard files per trial
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",  # Ctrl-C is ours: see Interrupt
+    "TUNE_WARN_THRESHOLD_S": "1000000",  # no "operation took X s" warnings on a busy machine
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "1000000",
+    "TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000000",
+    "TUNE_GLOBAL_CHECKPOINT_S": "1000000",  # Tune's own experiment snapshots: the study is the record
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_TRAIN_V2_ENABLED": "0",
+}
+_QUIET_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data")
+
+
+def quiet_ray() -> None:
+    for key, value in _TUNE_ENV.items():
+        os.environ.setdefault(key, value)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@dataclass
+class Cluster:
+    address: str | None  # None: a local cluster
+    cpus: float
+    gpus: float
+    nodes: int
+    owned: bool  # started by this process: shut it down at the end
+
+    def describe(self) -> str:
+        where = "local cluster" if self.address is None else f"cluster at {self.address}"
+        gpus = f", {self.gpus:g} GPUs" if self.gpus else ", no GPU"
+        nodes = f" on {self.nodes} nodes" if self.nodes > 1 else ""
+        return f"{where}: {self.cpus:g} CPUs{gpus}{nodes}"
+
+
+def probe_address(address: str) -> None:
+    """Refuse, in seconds, an address where nothing listens."""
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UserError(f"--address {address!r}: expected HOST:PORT (the head's 'ray start --head --port P')")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: nothing is listening there ({exc.strerror or exc}); start a "
+                        f"cluster with 'ray start --head --port {port}' or leave --address out for a local "
+                        f"one") from None
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), or start a local one."""
+    quiet_ray()
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        probe_address(address)
+    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True,
+                                  ignore_reinit_error=True)
+    owned = False
+    if ray.is_initialized():
+        pass  # an embedding program (or the test suite) already holds a session: use it
+    elif address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError) as exc:
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        owned = True
+    res = ray.cluster_resources()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return Cluster(address=address, cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), nodes=nodes,
+                   owned=owned)
+
+
+def disconnect(cluster: Cluster) -> None:
+    import ray
+
+    if cluster.owned and ray.is_initialized():
+        ray.shutdown()
+
+
+class Interrupt:
+    """SIGINT and SIGTERM ask the search to stop gracefully: Tune stops its trials, the driver
+    records them as interrupted and queued, and the command exits 130 (SIGINT) or 143 (SIGTERM).
+    A second signal interrupts at once."""
+
+    def __init__(self, on_first: Callable[[str], None] | None = None) -> None:
+        self.event = threading.Event()
+        self.exit_code: int | None = None
+        self._on_first = on_first
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.exit_code = 128 + signum
+        self.event.set()
+        if self._on_first:
+            self._on_first(signal.Signals(signum).name)
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, interrupt: Interrupt,
+             on_step: Callable[[], None], scheduler: Any = None, max_failures: int = 2) -> None:
+    """Run trials until the searcher is finished or ``interrupt`` is set."""
+    quiet_ray()
+    from ray import tune
+
+    from nas.workers.tune_trainable import tune_trainable
+
+    storage = tempfile.mkdtemp(prefix="nas-tune-")
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(tune_trainable, resources),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                        max_concurrent_trials=max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_interrupt_stopper(interrupt),
+                                      callbacks=[_tick_callback(on_step)],
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        tuner.fit()
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+# Tune pickles its stopper, callbacks and search algorithm into its experiment folder (for
+# Tuner.restore, which a search never uses: it resumes from the study). These hold live objects
+# (locks, the study), so they pickle to nothing; module-level classes, so no closure is pickled.
+
+
+def _interrupt_stopper(interrupt: Interrupt) -> Any:
+    from ray.tune.stopper import Stopper
+
+    class StopWhenInterrupted(Stopper):
+        def __init__(self, event: threading.Event) -> None:
+            self.event = event
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.event.is_set()
+
+    StopWhenInterrupted.__module__, StopWhenInterrupted.__qualname__ = __name__, "StopWhenInterrupted"
+    globals()["StopWhenInterrupted"] = StopWhenInterrupted
+    return StopWhenInterrupted(interrupt.event)
+
+
+def _tick_callback(on_step: Callable[[], None]) -> Any:
+    from ray.tune import Callback
+
+    class Tick(Callback):
+        def __init__(self, fn: Callable[[], None]) -> None:
+            self.fn = fn
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
+
+        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            self.fn()
+
+    Tick.__module__, Tick.__qualname__ = __name__, "Tick"
+    globals()["Tick"] = Tick
+    return Tick(on_step)

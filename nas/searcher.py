@@ -1,0 +1,404 @@
+"""The Ray Tune searcher that asks and tells the Optuna study: the study is the source of truth.
+
+Why not Tune's ``OptunaSearch``: it records a trial stopped by a scheduler as COMPLETE with
+half-trained values, keeps its Tune-to-Optuna map only in a pickle and swallows ``tell`` errors.
+Here every decision is in the study the moment it is made:
+
+* ``suggest`` asks the study for proposals until one is worth training. A proposal that is no
+  valid network (``invalid``), over or under the budget (``infeasible``, counted analytically,
+  nothing built) or an architecture the study has already trained (``duplicate``: the earlier
+  result copied, with ``duplicate_of``) is recorded at once, in one transaction, and never
+  reaches a worker. One that duplicates an architecture still training is held in memory until
+  that result arrives. A proposal worth training is written RUNNING, with its driver's id, and
+  handed to Tune.
+* ``on_trial_result`` writes each epoch to the trial's learning curve.
+* ``on_trial_complete`` writes the outcome: COMPLETE with its values when the trial trained its
+  whole schedule; FAIL with the reason when training failed (diverged, oom, error) or its
+  worker died more often than ``FailureConfig`` retries; PRUNED with its last metrics when a
+  scheduler stopped it (no final report). Attributes, values and state go in one transaction.
+* Interrupted trials (Ctrl-C, SIGTERM) are failed as ``interrupted`` and queued to train again
+  by :meth:`interrupt_running`.
+
+``--trials`` is the study's total of *trained* candidates (complete, pruned, failed): the
+searcher stops proposing once trained + running (by every live driver) reaches it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from nas.deferred_storage import DeferredStorage
+from nas.records import (
+    COMPLETE,
+    CONSTRAINT_HIGH,
+    CONSTRAINT_LOW,
+    DRIVER_ATTR,
+    DUPLICATE,
+    FAILED,
+    INFEASIBLE,
+    INTERRUPTED,
+    INVALID,
+    PRUNED,
+    TRAINED,
+    StudySettings,
+    TrialRecord,
+)
+from nas.search_spaces.complexity import complexity, format_flops
+from nas.search_spaces.config import parse_config
+from nas.search_spaces.optuna_bridge import suggest_values
+from nas.search_spaces.space import SearchSpace
+from nas.study import enqueue_retry
+
+#: Stop proposing after this many proposals in a row that were not worth training.
+STALL_PROPOSALS = 2000
+#: Longest one ``suggest`` call may spend proposing (Tune's loop waits on it).
+SUGGEST_BUDGET_S = 0.5
+
+
+@dataclass
+class Running:
+    """A trial of this driver that Tune is training."""
+
+    number: int
+    trial_id: int
+    arch_hash: str
+    started: float
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0
+
+
+@dataclass
+class Held:
+    """A pending proposal duplicating an architecture still in training (here or elsewhere)."""
+
+    trial: optuna.Trial
+    arch_hash: str
+    original: int  # trial number of the running original
+
+
+Event = dict[str, Any]
+
+
+class StudySearcher(Searcher):
+    def __init__(self, study: optuna.Study, storage: DeferredStorage, space: SearchSpace, settings: StudySettings,
+                 target: int, driver_id: str, spec: dict[str, Any],
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        """``spec`` is the :class:`~nas.workers.trial.TrialSpec` (as a dict) every trial shares; its
+        ``config`` is filled in per trial, at the training resolution and number of classes."""
+        super().__init__(metric=None, mode=None)
+        self.study, self.storage, self.space, self.settings = study, storage, space, settings
+        self.target, self.driver_id, self.spec = target, driver_id, spec
+        self.on_event = on_event or (lambda event: None)
+        self.running: dict[str, Running] = {}  # Tune trial id -> trial
+        self.held: list[Held] = []
+        self.stall = 0
+        self.exhausted = False
+        self.interrupting = False
+        self._finished_index: dict[str, TrialRecord] = {}  # arch hash -> first trained record
+        self._running_elsewhere: dict[str, int] = {}  # arch hash -> running trial number (any driver)
+        self._seen: dict[int, str] = {}  # trial number -> state last seen, for incremental sync
+        self._trained = self._in_flight = 0
+        self._waiting = False
+        self.sync()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm into its experiment folder (for Tuner.restore, which a
+        # search never uses: it resumes from the study). Nothing of this object outlives the process.
+        return {}
+
+    # ---- reading the study -------------------------------------------------------------------
+    def sync(self) -> None:
+        """Read the study (incrementally: Optuna caches finished trials) and rebuild what the
+        decisions need: trained count, running count, architectures trained or in training."""
+        trained = in_flight = 0
+        waiting = False
+        running: dict[str, int] = {}
+        for t in self.storage.get_all_trials(self.study._study_id, deepcopy=False):
+            if self.storage.is_pending(t._trial_id):
+                continue
+            if t.state == TrialState.WAITING:
+                waiting = True
+                continue
+            h = t.user_attrs.get("arch_hash")
+            if t.state == TrialState.RUNNING:
+                in_flight += 1
+                if h:
+                    running.setdefault(h, t.number)
+                continue
+            outcome = t.user_attrs.get("outcome")
+            if outcome in TRAINED:
+                trained += 1
+                if h and h not in self._finished_index:
+                    self._finished_index[h] = TrialRecord.from_frozen(t)
+        self._trained, self._in_flight, self._waiting, self._running_elsewhere = trained, in_flight, waiting, running
+
+    @property
+    def trained(self) -> int:
+        return self._trained
+
+    @property
+    def remaining(self) -> int:
+        return self.target - self._trained - self._in_flight
+
+    # ---- Tune's interface --------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.interrupting:
+            return None
+        self.sync()
+        promoted = self._resolve_held()
+        if promoted is not None:
+            return self._dispatch(trial_id, promoted.trial, promoted.arch_hash)
+        if self.remaining <= 0 or self.exhausted:
+            return Searcher.FINISHED if not self.held and not self.running else None
+        deadline = time.monotonic() + SUGGEST_BUDGET_S
+        while time.monotonic() < deadline:
+            if self.stall >= STALL_PROPOSALS:
+                self.exhausted = True
+                self.on_event({"kind": "exhausted", "proposals": self.stall})
+                return Searcher.FINISHED if not self.held and not self.running else None
+            config = self._propose(trial_id)
+            if config is not None:
+                return config
+        return None
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        run = self.running.get(trial_id)
+        if run is None or result.get("final"):
+            return
+        epoch = int(result.get("epoch") or 0)
+        if run.curve and epoch <= run.curve[-1]["epoch"]:  # the worker died and Tune restarted the trial
+            run.curve = [c for c in run.curve if c["epoch"] < epoch]
+            run.restarts += 1
+        point = _curve_point(result)
+        run.curve.append(point)
+        self._write(run.trial_id, user_attrs={"curve": run.curve, "accuracy": point["accuracy"],
+                                              "epochs": epoch, "restarts": run.restarts,
+                                              **_where(result)})
+        self.on_event({"kind": "epoch", "number": run.number, "epoch": epoch, "accuracy": point["accuracy"]})
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        run = self.running.pop(trial_id, None)
+        if run is None:
+            return
+        if self.interrupting and not (result or {}).get("final"):
+            self._interrupt(run)
+            return
+        attrs: dict[str, Any] = {"restarts": run.restarts, "wall_time_s": time.time() - run.started}
+        values = None
+        if result is None and not error:  # removed before it ran (the experiment ended)
+            self._interrupt(run)
+            return
+        if error or result is None:
+            state, outcome = TrialState.FAIL, FAILED
+            attrs["reason"] = (f"its worker died {run.restarts + 1} time(s); Ray Tune's retries are spent"
+                               + (f" (last on {_where(result).get('host')})" if result else ""))
+            attrs["curve"] = run.curve
+        elif result.get("final"):
+            attrs.update(_final_attrs(result))
+            if result.get("status") == "ok" and result.get("accuracy") is not None:
+                state, outcome = TrialState.COMPLETE, COMPLETE
+                values = self._values(run, result)
+                if any(math.isnan(v) for v in values):
+                    state, outcome, values = TrialState.FAIL, FAILED, None
+                    attrs["reason"] = "error: an objective was not measured (latency)"
+            else:
+                state, outcome = TrialState.FAIL, FAILED
+                where = f" (on {result.get('host')})" if result.get("status") == "error" else ""
+                attrs["reason"] = f"{result.get('status')}: {result.get('reason')}{where}"
+        else:  # no final report and no error: a scheduler stopped it
+            state, outcome = TrialState.PRUNED, PRUNED
+            point = _curve_point(result)
+            if not run.curve or run.curve[-1]["epoch"] != point["epoch"]:
+                run.curve.append(point)
+            attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **_where(result),
+                         reason=f"stopped by the scheduler after epoch {point['epoch']}")
+        attrs["outcome"] = outcome
+        self._finish_written(run.trial_id, state, values, attrs)
+        self._trained += 1
+        self._in_flight -= 1
+        self._running_elsewhere.pop(run.arch_hash, None)
+        record = TrialRecord.from_frozen(self.storage.get_trial(run.trial_id))
+        self._finished_index.setdefault(run.arch_hash, record)
+        self.on_event({"kind": "finished", "record": record})
+        self._resolve_held()
+
+    def _values(self, run: Running, result: dict[str, Any]) -> list[float]:
+        """The objectives: accuracy and latency as measured; FLOPs and params as the study recorded
+        them when the trial was proposed (at the space's resolution)."""
+        attrs = self.storage.get_trial(run.trial_id).user_attrs
+        known = {"accuracy": result.get("accuracy"), "latency": result.get("latency"),
+                 "flops": attrs.get("flops"), "params": attrs.get("n_params")}
+        return [math.nan if known[o] is None else float(known[o]) for o in self.settings.objectives]
+
+    # ---- proposals -------------------------------------------------------------------------------
+    def _ask(self) -> optuna.Trial:
+        if self._waiting:  # a queued retry: Optuna's ask claims it
+            return self.study.ask()
+        # No trial is waiting: skip ask's query for them and create the (pending) trial directly.
+        return optuna.Trial(self.study, self.storage.create_new_trial(self.study._study_id))
+
+    def _propose(self, tune_id: str) -> dict[str, Any] | None:
+        trial = self._ask()
+        if not self.storage.is_pending(trial._trial_id):
+            self._waiting = False  # re-read at the next sync
+        values = suggest_values(trial, self.space)
+        config = self.space.try_decode(values)
+        if config is None:
+            self._set_constraints(trial, None)
+            self._record(trial, TrialState.PRUNED, None, {
+                "outcome": INVALID, "reason": "the parameters break a constraint of the space or a config rule"})
+            return None
+        cx = complexity(config)
+        feasible = self._set_constraints(trial, cx.flops)
+        arch = {"arch": config.describe(), "arch_hash": config.arch_hash(), "flops": cx.flops,
+                "n_params": cx.params, "activations": cx.activations}
+        if not feasible:
+            self._record(trial, TrialState.PRUNED, None, {
+                **arch, "outcome": INFEASIBLE,
+                "reason": f"{format_flops(cx.flops)} is outside the budget {self.settings.budget_text()}"})
+            return None
+        h = arch["arch_hash"]
+        original = self._finished_index.get(h)
+        if original is not None:
+            self._record_duplicate(trial, arch, original)
+            return None
+        for key, value in {**arch, "config": config.to_dict()}.items():
+            trial.set_user_attr(key, value)
+        if h in self._running_elsewhere:
+            self.held.append(Held(trial, h, self._running_elsewhere[h]))
+            self.stall += 1
+            return None
+        return self._dispatch(tune_id, trial, h)
+
+    def _dispatch(self, tune_id: str, trial: optuna.Trial, arch_hash: str) -> dict[str, Any]:
+        """Write the trial RUNNING under this driver (one transaction) and hand it to Tune, with
+        its config at the training resolution and classes (and that complexity recorded too)."""
+        self.stall = 0
+        s = self.settings
+        config = parse_config(trial.user_attrs["config"], source=f"trial {trial.number}")
+        train_config = config.with_input(resolution=s.train_resolution, classes=s.classes)
+        tcx = complexity(train_config)
+        for key, value in {"train_flops": tcx.flops, "train_n_params": tcx.params,
+                           "train_activations": tcx.activations}.items():
+            trial.set_user_attr(key, value)
+        self.storage.set_trial_system_attr(trial._trial_id, DRIVER_ATTR, self.driver_id)
+        if self.storage.is_pending(trial._trial_id):
+            frozen = self.storage.commit(trial._trial_id)
+        else:
+            frozen = self.storage.get_trial(trial._trial_id)
+        attrs = frozen.user_attrs
+        run = Running(frozen.number, frozen._trial_id, arch_hash, time.time())
+        self.running[tune_id] = run
+        self._running_elsewhere[arch_hash] = frozen.number
+        self._in_flight += 1
+        self.on_event({"kind": "started", "number": frozen.number, "arch": attrs.get("arch"),
+                       "flops": attrs.get("flops")})
+        return {"nas": {"trial_number": frozen.number, "spec": {**self.spec, "config": train_config.to_dict()},
+                        "constants": {"flops": float(attrs["flops"]), "params": float(attrs["n_params"])}}}
+
+    def _set_constraints(self, trial: optuna.Trial, flops: int | None) -> bool:
+        """Budget constraints (<= 0 feasible): relative excess over the high end, and below the low
+        end of a window. An invalid network has no FLOPs: it counts as violating by 1."""
+        s = self.settings
+        high = 1.0 if flops is None else flops / s.budget_high - 1.0
+        trial.set_constraint(CONSTRAINT_HIGH, high)
+        low = None
+        if s.budget_low > 0:
+            low = 1.0 if flops is None else 1.0 - flops / s.budget_low
+            trial.set_constraint(CONSTRAINT_LOW, low)
+        return high <= 0 and (low is None or low <= 0)
+
+    def _record_duplicate(self, trial: optuna.Trial, arch: dict[str, Any], original: TrialRecord) -> None:
+        """The original's result, attributes and state, under this proposal's own parameters."""
+        copied = {k: v for k, v in original.attrs.items() if k not in ("outcome", "retry_of", "duplicate_of")}
+        attrs = {**copied, **arch, "outcome": DUPLICATE, "duplicate_of": original.number}
+        state = TrialState[original.state]
+        self._record(trial, state, list(original.values) if state == TrialState.COMPLETE else None, attrs)
+
+    def _record(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,
+                attrs: dict[str, Any]) -> None:
+        """Record a proposal that is not trained: one transaction for a pending trial."""
+        self.stall += 1
+        if self.storage.is_pending(trial._trial_id):
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            self.study.tell(trial, values, state=state)
+        else:
+            self._finish_written(trial._trial_id, state, values, attrs)
+        self.on_event({"kind": attrs["outcome"], "number": trial.number, "flops": attrs.get("flops"),
+                       "duplicate_of": attrs.get("duplicate_of")})
+
+    def _finish_written(self, trial_id: int, state: TrialState, values: list[float] | None,
+                        attrs: dict[str, Any]) -> None:
+        frozen = self.storage.get_trial(trial_id)
+        self.study.sampler.after_trial(self.study, frozen, state, values)
+        self._write(trial_id, state=state, values=values, user_attrs=attrs)
+
+    def _write(self, trial_id: int, **kwargs: Any) -> None:
+        self.storage.update(trial_id, **kwargs)
+
+    # ---- held duplicates -----------------------------------------------------------------------
+    def _resolve_held(self) -> Held | None:
+        """Record held duplicates whose original has a result now; return one whose original will
+        never have one (it ended without a result: its driver died), to be trained in its place."""
+        promoted, keep = None, []
+        for held in self.held:
+            original = self._finished_index.get(held.arch_hash)
+            if original is not None:
+                self._record_duplicate(held.trial, dict(held.trial.user_attrs), original)
+            elif held.arch_hash not in self._running_elsewhere and promoted is None:
+                promoted = held
+            else:
+                keep.append(held)
+        self.held = keep
+        return promoted
+
+    # ---- interruption -----------------------------------------------------------------------------
+    def _interrupt(self, run: Running) -> None:
+        self._finish_written(run.trial_id, TrialState.FAIL, None, {
+            "outcome": INTERRUPTED, "reason": "the search was interrupted; queued to train again",
+            "curve": run.curve})
+        enqueue_retry(self.study, self.storage.get_trial(run.trial_id))
+        self._in_flight -= 1
+        self.on_event({"kind": INTERRUPTED, "number": run.number})
+
+    def interrupt_running(self) -> None:
+        """After Tune stopped (a signal): fail what is still running here as ``interrupted`` and
+        queue it to train again; drop held proposals (never written, never trained)."""
+        self.interrupting = True
+        for tune_id in list(self.running):
+            self._interrupt(self.running.pop(tune_id))
+        for held in self.held:
+            self.storage.discard(held.trial._trial_id)
+        self.held = []
+
+
+def _curve_point(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")
+    return {k: result.get(k) for k in keys}
+
+
+def _where(result: dict[str, Any] | None) -> dict[str, Any]:
+    r = result or {}
+    return {k: r.get(k) for k in ("host", "node", "worker_pid") if r.get(k) is not None}
+
+
+def _final_attrs(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("best_accuracy", "wall_time_s", "images_per_s", "device", "peak_memory_mb", "train_flops",
+            "train_n_params", "train_activations", "host", "node", "worker_pid")
+    attrs = {k: result.get(k) for k in keys if result.get(k) is not None}
+    curve = [{k: c.get(k) for k in ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")}
+             for c in result.get("curve") or []]
+    attrs.update(curve=curve, accuracy=result.get("accuracy"), epochs=result.get("epochs_completed"))
+    if result.get("latency") is not None:
+        attrs["latency_ms"] = result["latency"]
+    return attrs
+

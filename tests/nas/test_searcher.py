@@ -1,0 +1,224 @@
+"""The study searcher's decisions, driven directly (no Tune): what each kind of proposal and each
+kind of trial end leaves in the study."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+
+from nas import searcher as searcher_module
+from nas.deferred_storage import DeferredStorage
+from nas.records import read_trials
+from nas.search_spaces import load_space
+from nas.searcher import StudySearcher
+from nas.storage import open_storage
+from nas.study import Driver, open_search_study, recover_orphans
+from nas.study import new_settings as make_settings
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+BUDGET = 5e6  # 5 of the 8 tiny architectures fit
+
+
+class Scripted(BaseSampler):
+    """Proposes the given parameter sets in order (then repeats the last)."""
+
+    def __init__(self, proposals):
+        self.proposals, self.i = list(proposals), 0
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def before_trial(self, study, trial):
+        self.current = self.proposals[min(self.i, len(self.proposals) - 1)]
+        self.i += 1
+
+    def sample_independent(self, study, trial, name, distribution):
+        return self.current[name]
+
+
+def params(d2=1, w=32, g=4):
+    return {"stage1.depth": 1, "stage2.depth": d2, "width.base": w, "cardinality": 1, "group_width.base": g}
+
+
+SMALL, SMALL2, BIG = params(1, 32, 4), params(2, 32, 4), params(2, 64, 8)  # 2.4M, 2.8M, 8.6M FLOPs
+
+
+def _settings(**kw):
+    base = dict(space="tiny", space_fingerprint="f", space_resolution=32, budget_low=0.0, budget_high=BUDGET,
+                dataset="shapes", train_resolution=32, classes=10, train_images=64, val_images=32, epochs=3,
+                batch_size=32, schedule={"epochs": 3}, objectives=("accuracy", "flops"))
+    base.update(kw)
+    return make_settings(**base)
+
+
+def _make(tmp_path, proposals, target=10, name="s", settings=None):
+    storage = DeferredStorage(optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path}/s.db")))
+    settings = settings or _settings()
+    study, _ = open_search_study(storage, name, settings, TINY.read_text(), Scripted(proposals))
+    driver = Driver(storage, study._study_id)
+    driver.beat(force=True)
+    events = []
+    s = StudySearcher(study, storage, load_space(TINY), settings, target, driver.id,
+                      {"dataset": "shapes", "schedule": {"epochs": 3}}, on_event=events.append)
+    return s, study, events
+
+
+def _final(acc=0.5, status="ok", epoch=3, **kw):
+    return {"final": True, "status": status, "accuracy": acc, "epoch": epoch, "flops": 1.0, "params": 1.0,
+            "epochs_completed": epoch, "curve": [{"epoch": e, "accuracy": acc} for e in range(1, epoch + 1)],
+            "host": "h", "node": "n", "worker_pid": 1, "wall_time_s": 2.0, **kw}
+
+
+def _written(tmp_path):
+    """What is in the database, read by plain Optuna (pending proposals are not)."""
+    return optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/s.db")).trials
+
+
+def _by_outcome(study):
+    out = {}
+    for r in read_trials(study):
+        out.setdefault(r.outcome, []).append(r)
+    return out
+
+
+def test_infeasible_proposals_are_recorded_and_never_dispatched(tmp_path):
+    s, study, _ = _make(tmp_path, [BIG, BIG, SMALL])
+    config = s.suggest("t1")
+    assert config["nas"]["spec"]["config"]["stages"][1]["depth"] == 1  # SMALL, after two infeasible
+    infeasible = _by_outcome(study)["infeasible"]
+    assert len(infeasible) == 2
+    for r in infeasible:
+        assert r.state == "PRUNED" and not r.feasible and r.constraints["flops_budget"] > 0
+        assert r.get("flops") == 8_635_648 and "outside the budget" in r.get("reason")
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 1 and running[0].constraints["flops_budget"] < 0
+    assert running[0].user_attrs["train_flops"] == running[0].user_attrs["flops"]  # same resolution here
+
+
+def test_complete_then_duplicate_copies_the_result(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL, SMALL2])
+    s.suggest("t1")
+    s.on_trial_result("t1", {"epoch": 1, "accuracy": 0.3, "final": False})
+    s.on_trial_result("t1", {"epoch": 2, "accuracy": 0.4, "final": False})
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4]  # written as it trains
+    s.on_trial_complete("t1", _final(0.55))
+    assert s.suggest("t2")["nas"]["trial_number"] == 2  # trial 1 was the duplicate
+    done, dup = study.trials[0], study.trials[1]
+    assert done.state == TrialState.COMPLETE and done.values == [0.55, done.user_attrs["flops"]]
+    assert dup.state == TrialState.COMPLETE and dup.values == done.values
+    assert dup.user_attrs["duplicate_of"] == 0 and dup.user_attrs["outcome"] == "duplicate"
+    assert dup.user_attrs["arch_hash"] == done.user_attrs["arch_hash"]
+    assert s.trained == 1  # a duplicate costs no training and does not count
+
+
+def test_pruned_and_failed_results_are_reused_by_duplicates(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2, SMALL, SMALL2, params(1, 64, 4)])
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_complete("a", {"final": False, "epoch": 1, "accuracy": 0.2})  # stopped by a scheduler
+    s.on_trial_complete("b", _final(None, status="diverged", reason="loss became non-finite"))
+    s.suggest("c")
+    by = _by_outcome(study)
+    pruned, failed = by["pruned"][0], by["failed"][0]
+    assert pruned.state == "PRUNED" and pruned.values is None and pruned.accuracy == 0.2
+    assert pruned.curve == [{"epoch": 1, "accuracy": 0.2, "val_loss": None, "train_loss": None, "train_acc": None,
+                             "seconds": None}]
+    assert failed.state == "FAIL" and failed.get("reason") == "diverged: loss became non-finite"
+    dups = {r.get("duplicate_of"): r for r in by["duplicate"]}
+    assert dups[pruned.number].state == "PRUNED" and dups[failed.number].state == "FAIL"
+    assert dups[failed.number].get("reason") == failed.get("reason")
+
+
+def test_duplicate_of_a_running_trial_waits_for_its_result(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL, SMALL2])
+    s.suggest("a")
+    second = s.suggest("b")  # SMALL again is held in memory, SMALL2 goes out
+    assert second["nas"]["spec"]["config"]["stages"][1]["depth"] == 2
+    assert len(s.held) == 1 and len(_written(tmp_path)) == 2  # the held proposal is not written yet
+    s.on_trial_complete("a", _final(0.7))
+    dup = _by_outcome(study)["duplicate"]
+    assert len(dup) == 1 and dup[0].values == (0.7, float(study.trials[0].user_attrs["flops"]))
+    assert not s.held
+
+
+def test_duplicate_of_a_dead_drivers_trial_trains_in_its_place(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2])
+    # Another driver (now dead) left SMALL running.
+    other = DeferredStorage(optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path}/s.db")))
+    trial = optuna.load_study(study_name="s", storage=other).ask(fixed_distributions=None)
+    for k, v in SMALL.items():
+        trial.suggest_categorical(k, [v])
+    cfg = load_space(TINY).decode(SMALL)
+    trial.set_user_attr("arch_hash", cfg.arch_hash())
+    trial.set_user_attr("config", cfg.to_dict())
+    other.set_trial_system_attr(trial._trial_id, "nas:driver", "dead-driver")
+    other.commit(trial._trial_id)
+    s.sync()
+    assert s.suggest("a")["nas"]["spec"]["config"]["stages"][1]["depth"] == 2  # SMALL held, SMALL2 dispatched
+    assert len(s.held) == 1
+    assert recover_orphans(study, s.storage, me=s.driver_id)  # the dead driver's trial fails, queued again
+    promoted = s.suggest("b")
+    assert promoted["nas"]["spec"]["config"]["stages"][1]["depth"] == 1  # the held SMALL trains now
+    orphan = _by_outcome(study)["orphaned"][0]
+    assert orphan.state == "FAIL" and "queued to train again" in orphan.get("reason")
+
+
+def test_target_counts_trained_trials_of_every_driver_and_finishes(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 64, 4)], target=2)
+    s.suggest("a")
+    s.suggest("b")
+    assert s.suggest("c") is None  # two running: nothing left to propose, not finished yet
+    s.on_trial_complete("a", _final(0.5))
+    s.on_trial_complete("b", _final(0.6))
+    assert s.suggest("c") == "FINISHED" and s.trained == 2
+
+
+def test_exhausted_space_finishes_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(searcher_module, "STALL_PROPOSALS", 5)
+    s, study, events = _make(tmp_path, [SMALL, SMALL], target=5)
+    s.suggest("a")
+    s.on_trial_complete("a", _final(0.5))
+    assert s.suggest("b") == "FINISHED"
+    assert any(e["kind"] == "exhausted" for e in events)
+
+
+def test_interrupted_trials_are_failed_and_queued_again(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2, SMALL])
+    s.suggest("a")
+    s.suggest("b")
+    s.suggest("c")  # SMALL again: held
+    s.interrupt_running()
+    by = _by_outcome(study)
+    assert {r.outcome for r in by["interrupted"]} == {"interrupted"} and len(by["interrupted"]) == 2
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == [0, 1]
+    assert not s.held and len(_written(tmp_path)) == 4  # the held proposal was dropped, never written
+
+
+def test_worker_deaths_beyond_retries_and_restarts(tmp_path):
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2])
+    s.suggest("a")
+    s.on_trial_result("a", {"epoch": 1, "accuracy": 0.1, "final": False})
+    s.on_trial_result("a", {"epoch": 2, "accuracy": 0.2, "final": False})
+    s.on_trial_result("a", {"epoch": 1, "accuracy": 0.15, "final": False})  # the worker died; Tune restarted it
+    t = study.trials[0]
+    assert t.user_attrs["restarts"] == 1 and [c["accuracy"] for c in t.user_attrs["curve"]] == [0.15]
+    s.on_trial_complete("a", None, error=True)
+    failed = _by_outcome(study)["failed"][0]
+    assert failed.state == "FAIL" and "worker died 2 time(s)" in failed.get("reason")
+
+
+@pytest.mark.parametrize("window", [False, True])
+def test_budget_window_adds_a_floor_constraint(tmp_path, window):
+    settings = _settings(budget_low=3e6 if window else 0.0)
+    s, study, _ = _make(tmp_path, [SMALL, params(1, 64, 4)], settings=settings)
+    s.suggest("a")
+    first = study.trials[0]
+    assert ("flops_floor" in first.constraints) == window
+    assert (first.user_attrs.get("outcome") == "infeasible") == window  # SMALL (2.4M) is under a 3M floor

@@ -1,0 +1,103 @@
+"""The function a Ray Tune trial runs: one candidate, one ``tune.report`` per epoch.
+
+The driver puts a :class:`~nas.workers.trial.TrialSpec` (as a dict) in the Tune config under
+``config["nas"]["spec"]``, with ``constants`` (the objectives known before training: FLOPs and
+params at the space's resolution) and the study's ``trial_number``. This function trains it
+with :func:`~nas.workers.trial.run_trial` and reports:
+
+* after every epoch but the last: the epoch's metrics (:data:`EPOCH_KEYS`), ``final=False``;
+* at the end: the last epoch's metrics and everything :func:`run_trial` measured, ``final=True``
+  and ``status`` (``ok``, ``diverged``, ``oom``, ``error``). A scheduler must never stop a final
+  report, and a trial without one was stopped (or died).
+
+Every report carries the constants, ``latency`` (ms at batch 1, when measured), ``epoch``,
+``accuracy`` (validation top-1 of that epoch) and where it runs (host, Ray node, pid), so a
+multi-objective scheduler can rank it at any epoch and the study records where it ran.
+A failure is a result, never an exception: Ray Tune retries exceptions (``FailureConfig``),
+and a deterministic failure must not be retried. Only a dead worker process is.
+
+Nothing here touches study storage.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from typing import Any
+
+from nas.workers.engine import EpochRecord
+from nas.workers.trial import run_trial
+
+#: Per-epoch keys, from :class:`~nas.workers.engine.EpochRecord` (``val_acc`` reported as ``accuracy``).
+EPOCH_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds", "eval_seconds",
+              "images_per_s", "lr")
+
+
+def epoch_metrics(record: EpochRecord | dict[str, Any]) -> dict[str, Any]:
+    r = record.to_dict() if isinstance(record, EpochRecord) else dict(record)
+    r["accuracy"] = r.pop("val_acc", r.get("accuracy"))
+    return {k: r.get(k) for k in EPOCH_KEYS}
+
+
+def _where() -> dict[str, Any]:
+    node = None
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray (a direct call in a test)
+        pass
+    return {"host": socket.gethostname(), "node": node, "worker_pid": os.getpid()}
+
+
+def _latency_ms(latency: dict[str, Any] | None) -> float | None:
+    for point in (latency or {}).get("points", []):
+        if point["batch_size"] == 1:
+            return float(point["median_ms"])
+    return None
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """The Ray Tune function trainable (``tune.with_resources(tune_trainable, ...)``)."""
+    from ray import tune
+
+    nas = config["nas"]
+    spec = dict(nas["spec"])
+    epochs = int(spec.get("schedule", {}).get("epochs", 10))
+    base = {**nas.get("constants", {}), **_where(), "trial_number": nas.get("trial_number")}
+    started: dict[str, Any] = {}
+
+    def on_epoch(record: EpochRecord) -> None:
+        if record.epoch < epochs:  # the last epoch is reported with the final result
+            tune.report({**base, "latency": _latency_ms(started.get("latency")), **epoch_metrics(record),
+                         "final": False, "status": "running"})
+
+    try:
+        out = run_trial(spec, on_epoch=on_epoch, started=started)
+    except Exception as exc:  # a bug or a broken candidate: a result, so Tune does not retry it
+        lines = traceback.format_exception_only(type(exc), exc)
+        out = {"status": "error", "reason": (lines[-1].strip() if lines else type(exc).__name__)[:500],
+               "history": []}
+    tune.report(final_result(out, base))
+
+
+def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The last report of a trial, from :func:`run_trial`'s output."""
+    history = out.get("history") or []
+    last = epoch_metrics(history[-1]) if history else dict.fromkeys(EPOCH_KEYS)
+    status = out.get("status", "error")
+    if status == "stopped":  # only an engine callback stops; the driver's scheduler never gets here
+        status = "ok"
+    cx = out.get("complexity") or {}
+    peak = out.get("peak_memory_bytes")
+    return {
+        **base, **last, "final": True, "status": status, "reason": out.get("reason"),
+        "latency": _latency_ms(out.get("latency")),
+        "curve": [epoch_metrics(h) for h in history],
+        "best_accuracy": out.get("best_val_acc"), "epochs_completed": out.get("epochs_completed", len(history)),
+        "wall_time_s": out.get("wall_time_s"), "images_per_s": out.get("images_per_s"),
+        "device": out.get("device"), "peak_memory_mb": round(peak / 2**20, 1) if peak else None,
+        "train_flops": cx.get("flops"), "train_n_params": cx.get("params"), "train_activations": cx.get("activations"),
+        "arch_hash": out.get("arch_hash"), "weights_path": out.get("weights_path"),
+    }
