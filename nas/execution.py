@@ -145,8 +145,10 @@ class Interrupt:
 
 
 def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, interrupt: Interrupt,
-             on_step: Callable[[], None], scheduler: Any = None, max_failures: int = 2) -> None:
-    """Run trials until the searcher is finished or ``interrupt`` is set."""
+             on_step: Callable[[], None], scheduler: Any = None, max_failures: int = 2,
+             trainable: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Run trials until the searcher is finished or ``interrupt`` is set. ``trainable`` replaces the
+    real one (:func:`~nas.workers.tune_trainable.tune_trainable`) in benchmarks of the orchestration."""
     quiet_ray()
     from ray import tune
 
@@ -155,7 +157,7 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
     storage = tempfile.mkdtemp(prefix="nas-tune-")
     try:
         tuner = tune.Tuner(
-            tune.with_resources(tune_trainable, resources),
+            tune.with_resources(trainable or tune_trainable, resources),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_interrupt_stopper(interrupt),

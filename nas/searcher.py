@@ -59,20 +59,30 @@ from nas.study import enqueue_retry
 
 #: Stop proposing after this many proposals in a row that were not worth training.
 STALL_PROPOSALS = 2000
+#: What a duplicate proposal copies from the trial it repeats.
+DUPLICATE_COPIES = ("accuracy", "best_accuracy", "epochs", "reason", "latency_ms", "train_flops", "train_n_params",
+                    "train_activations", "images_per_s")
 #: Longest one ``suggest`` call may spend proposing (Tune's loop waits on it).
 SUGGEST_BUDGET_S = 0.5
 
 
 @dataclass
 class Running:
-    """A trial of this driver that Tune is training."""
+    """A trial of this driver that Tune is training, as written when it was dispatched."""
 
-    number: int
-    trial_id: int
+    frozen: optuna.trial.FrozenTrial
     arch_hash: str
     started: float
     curve: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
+
+    @property
+    def number(self) -> int:
+        return self.frozen.number
+
+    @property
+    def trial_id(self) -> int:
+        return self.frozen._trial_id
 
 
 @dataclass
@@ -221,11 +231,14 @@ class StudySearcher(Searcher):
             attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **_where(result),
                          reason=f"stopped by the scheduler after epoch {point['epoch']}")
         attrs["outcome"] = outcome
-        self._finish_written(run.trial_id, state, values, attrs)
+        self._finish_written(run.frozen, state, values, attrs)
         self._trained += 1
         self._in_flight -= 1
         self._running_elsewhere.pop(run.arch_hash, None)
-        record = TrialRecord.from_frozen(self.storage.get_trial(run.trial_id))
+        done = run.frozen  # what is now in the study, without reading it back
+        done.state, done.values = state, values
+        done.user_attrs.update(attrs)
+        record = TrialRecord.from_frozen(done)
         self._finished_index.setdefault(run.arch_hash, record)
         self.on_event({"kind": "finished", "record": record})
         self._resolve_held()
@@ -233,7 +246,7 @@ class StudySearcher(Searcher):
     def _values(self, run: Running, result: dict[str, Any]) -> list[float]:
         """The objectives: accuracy and latency as measured; FLOPs and params as the study recorded
         them when the trial was proposed (at the space's resolution)."""
-        attrs = self.storage.get_trial(run.trial_id).user_attrs
+        attrs = run.frozen.user_attrs
         known = {"accuracy": result.get("accuracy"), "latency": result.get("latency"),
                  "flops": attrs.get("flops"), "params": attrs.get("n_params")}
         return [math.nan if known[o] is None else float(known[o]) for o in self.settings.objectives]
@@ -295,7 +308,7 @@ class StudySearcher(Searcher):
         else:
             frozen = self.storage.get_trial(trial._trial_id)
         attrs = frozen.user_attrs
-        run = Running(frozen.number, frozen._trial_id, arch_hash, time.time())
+        run = Running(frozen, arch_hash, time.time())
         self.running[tune_id] = run
         self._running_elsewhere[arch_hash] = frozen.number
         self._in_flight += 1
@@ -317,8 +330,9 @@ class StudySearcher(Searcher):
         return high <= 0 and (low is None or low <= 0)
 
     def _record_duplicate(self, trial: optuna.Trial, arch: dict[str, Any], original: TrialRecord) -> None:
-        """The original's result, attributes and state, under this proposal's own parameters."""
-        copied = {k: v for k, v in original.attrs.items() if k not in ("outcome", "retry_of", "duplicate_of")}
+        """The original's result and state under this proposal's own parameters; the rest (its curve,
+        config, where it ran) stays with the original, which ``duplicate_of`` names."""
+        copied = {k: original.attrs[k] for k in DUPLICATE_COPIES if original.attrs.get(k) is not None}
         attrs = {**copied, **arch, "outcome": DUPLICATE, "duplicate_of": original.number}
         state = TrialState[original.state]
         self._record(trial, state, list(original.values) if state == TrialState.COMPLETE else None, attrs)
@@ -332,15 +346,16 @@ class StudySearcher(Searcher):
                 trial.set_user_attr(key, value)
             self.study.tell(trial, values, state=state)
         else:
-            self._finish_written(trial._trial_id, state, values, attrs)
+            self._finish_written(self.storage.get_trial(trial._trial_id), state, values, attrs)
         self.on_event({"kind": attrs["outcome"], "number": trial.number, "flops": attrs.get("flops"),
                        "duplicate_of": attrs.get("duplicate_of")})
 
-    def _finish_written(self, trial_id: int, state: TrialState, values: list[float] | None,
+    def _finish_written(self, frozen: optuna.trial.FrozenTrial, state: TrialState, values: list[float] | None,
                         attrs: dict[str, Any]) -> None:
-        frozen = self.storage.get_trial(trial_id)
+        """Finish a trial that is in the database: the sampler's hook, then attributes, values and
+        state in one transaction (a crash leaves it RUNNING, to be recovered, never half-told)."""
         self.study.sampler.after_trial(self.study, frozen, state, values)
-        self._write(trial_id, state=state, values=values, user_attrs=attrs)
+        self._write(frozen._trial_id, state=state, values=values, user_attrs=attrs)
 
     def _write(self, trial_id: int, **kwargs: Any) -> None:
         self.storage.update(trial_id, **kwargs)
@@ -363,10 +378,10 @@ class StudySearcher(Searcher):
 
     # ---- interruption -----------------------------------------------------------------------------
     def _interrupt(self, run: Running) -> None:
-        self._finish_written(run.trial_id, TrialState.FAIL, None, {
+        self._finish_written(run.frozen, TrialState.FAIL, None, {
             "outcome": INTERRUPTED, "reason": "the search was interrupted; queued to train again",
             "curve": run.curve})
-        enqueue_retry(self.study, self.storage.get_trial(run.trial_id))
+        enqueue_retry(self.study, run.frozen)
         self._in_flight -= 1
         self.on_event({"kind": INTERRUPTED, "number": run.number})
 

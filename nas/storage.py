@@ -107,14 +107,17 @@ def _check_sqlite_file(path: Path, text: str) -> None:
         raise UserError(f"storage {text!r}: {path} is not an SQLite database")
 
 
-def _sqlite_creator(path: Path):
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+class _SQLiteConnect:
+    """SQLAlchemy's ``creator`` for an SQLite file (a class, not a closure: storages get pickled)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __call__(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; readers don't block the writer
         conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit; safe against process death
         return conn
-
-    return connect
 
 
 def _probe_server(url: Any) -> None:
@@ -151,7 +154,7 @@ def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
 
     engine_kwargs: dict[str, Any]
     if su.kind == "sqlite":
-        engine_kwargs = {"creator": _sqlite_creator(su.path)}  # type: ignore[arg-type]
+        engine_kwargs = {"creator": _SQLiteConnect(su.path)}  # type: ignore[arg-type]
     else:
         url = make_url(su.url)
         _probe_server(url)

@@ -1,0 +1,62 @@
+"""``nas search`` user mistakes: one ``error:`` line, exit status 2, within seconds, nothing written."""
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--space", "resnset", "--budget", "4G"], "unknown space 'resnset'"),
+    (["--space", "resnest", "--budget", "four"], "cannot read budget 'four'"),
+    (["--space", "resnest", "--budget", "10M"], "no candidate of space resnest fits the budget"),
+    (["--space", "resnest", "--budget", "4G", "--trials", "0"], "--trials must be at least 1"),
+    (["--space", "resnest", "--budget", "4G", "--sampler", "cmaes"], "unknown sampler 'cmaes'"),
+    (["--space", "resnest", "--budget", "4G", "--objectives", "accuracy,speed"], "unknown objective 'speed'"),
+    (["--space", "resnest", "--budget", "4G", "--objectives", "flops,accuracy"], "must start with accuracy"),
+    (["--space", "resnest", "--budget", "4G", "--storage", "nosuchdb://x/y"], "no database driver"),
+    (["--space", "resnest", "--budget", "4G", "--storage", "sqlite:///{tmp}/no/such/dir/x.db"], "does not exist"),
+    (["--space", "resnest", "--budget", "4G", "--storage", "{notadb}"], "is not an SQLite database"),
+    (["--space", "resnest", "--budget", "4G", "--storage", "postgresql://postgres@127.0.0.1:1/test"],
+     "nothing answers at 127.0.0.1:1"),
+    (["--space", "resnest", "--budget", "4G", "--dataset", "cifar10:{tmp}/nothing"], "cifar"),
+    (["--space", "resnest", "--budget", "4G", "--train-images", "999999"], "--train-images 999999 but dataset"),
+    (["--space", "resnest", "--budget", "4G", "--address", "127.0.0.1:{port}"], "nothing is listening there"),
+    (["--space", "resnest", "--budget", "4G", "--device", "cpu", "--gpus-per-trial", "1"], "--gpus-per-trial with"),
+])
+def test_mistakes_are_one_line_and_write_nothing(cli, tmp_path, monkeypatch, args, words):
+    monkeypatch.chdir(tmp_path)
+    notadb = tmp_path / "notes.txt"
+    notadb.write_text("not a database")
+    args = [a.format(tmp=tmp_path, notadb=notadb, port=_free_port()) for a in args]
+    start = time.monotonic()
+    code, out, err = cli("search", *args)
+    assert code == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "nas.db").exists()  # the default storage was not created
+    assert notadb.read_text() == "not a database"
+
+
+def test_gpu_options_on_a_cluster_without_gpus(cli, tmp_path, ray_cluster):
+    for args, words in ((["--gpus-per-trial", "0.5"], "--gpus-per-trial 0.5 but the Ray cluster has no GPU"),
+                        (["--device", "cuda"], "--device cuda but the Ray cluster has no GPU")):
+        code, _, err = cli("search", "--space", TINY, "--budget", "5M", "--storage", tmp_path / "x.db", *args)
+        assert code == 2 and words in err and err.count("\n") == 1
+        assert not (tmp_path / "x.db").exists()
+
+
+def test_help_lists_every_option(cli):
+    code, out, _ = cli("search", "--help")
+    for option in ("--space", "--budget", "--trials", "--study", "--storage", "--dataset", "--epochs",
+                   "--train-images", "--val-images", "--batch-size", "--sampler", "--objectives",
+                   "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--seed", "--device"):
+        assert option in out
