@@ -52,6 +52,9 @@ class SearchOptions:
     address: str | None = None
     seed: int = 0
     device: str | None = None
+    early_stopping: bool = True
+    grace: int | None = None
+    eta: int = 3
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ def prepare(opts: SearchOptions) -> Plan:
         raise UserError(f"--lr must be a positive number, got {opts.lr}")
     if opts.device == "cpu" and opts.gpus_per_trial:
         raise UserError("--gpus-per-trial with --device cpu: drop one of them")
+    if opts.eta < 2:
+        raise UserError(f"--eta must be at least 2 (the top 1/eta of each rung continues), got {opts.eta}")
+    _positive("grace", opts.grace)
     storage = parse_storage(opts.storage)
 
     from nas.workers.datasets import load_dataset
@@ -168,6 +174,21 @@ def prepare(opts: SearchOptions) -> Plan:
     return plan
 
 
+def early_stopping_for(opts: SearchOptions, epochs: int, notes: list[str]) -> dict[str, int] | None:
+    """The early-stopping settings, or ``None`` when off or when no rung fits the schedule."""
+    if not opts.early_stopping:
+        return None
+    grace = opts.grace or 1
+    if grace > epochs:
+        raise UserError(f"--grace {grace} is above the {epochs}-epoch schedule; the first rung must come before "
+                        f"the last epoch")
+    if grace == epochs:
+        notes.append(f"early stopping has no effect with {epochs} epoch(s) and grace {grace} (no rung before the "
+                     f"last epoch); every candidate trains fully")
+        return None
+    return {"grace": grace, "eta": opts.eta}
+
+
 def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
     from nas.study import fingerprint, new_settings
     from nas.workers.engine import Schedule
@@ -179,7 +200,8 @@ def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
         space_resolution=int(plan.space.base.get("resolution", 224)), budget_low=plan.budget.low,
         budget_high=plan.budget.high, dataset=plan.dataset_name, train_resolution=plan.opts.resolution,
         classes=plan.classes, train_images=fid.train_images, val_images=fid.val_images, epochs=fid.epochs,
-        batch_size=fid.batch_size, schedule=schedule, objectives=plan.objectives)
+        batch_size=fid.batch_size, schedule=schedule, objectives=plan.objectives,
+        early_stopping=early_stopping_for(plan.opts, fid.epochs, plan.notes))
 
 
 def fidelity_for(opts: SearchOptions, gpu: bool) -> Fidelity:
@@ -258,8 +280,44 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         + ", ".join(f"{o} ({'max' if OBJECTIVES[o][0] else 'min'})" for o in s.objectives),
         f"ray       {cluster_text}",
         f"study     {plan.study_name} ({what}) in {plan.storage.display()}",
+        "stopping  " + (f"MO-ASHA: rungs at epochs {', '.join(map(str, rungs(s)))}; the top "
+                        f"1/{s.early_stopping['eta']} of each rung by {', '.join(s.objectives)} continues"
+                        if s.early_stopping else "off: every candidate trains its whole schedule"),
     ]
     print("\n".join(lines), file=out, flush=True)
+    for note in dict.fromkeys(plan.notes):
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def rungs(settings: StudySettings) -> list[int]:
+    from nas.stopping import rung_epochs
+
+    es = settings.early_stopping or {}
+    return rung_epochs(es["grace"], es["eta"], settings.epochs) if es else []
+
+
+def make_scheduler(settings: StudySettings, records: list[Any]) -> Any:
+    """The MO-ASHA Tune scheduler for a study, its rungs rebuilt from every trained trial's curve
+    (a resumed search then stops exactly as an uninterrupted one would: orphaned and interrupted
+    trials are left out, their retries record the same architectures again)."""
+    if not settings.early_stopping:
+        return None
+    from nas.stopping import MOASHA
+    from nas.stopping_tune import ConfigKey, MOASHAScheduler
+
+    objectives = settings.objectives
+    rule = MOASHA(objectives, [OBJECTIVES[o][0] for o in objectives], settings.epochs,
+                  grace=settings.early_stopping["grace"], eta=settings.early_stopping["eta"])
+    preload = []
+    for r in records:
+        if not r.trained or r.outcome == "duplicate":
+            continue
+        for point in r.curve:
+            vector = {"accuracy": point.get("accuracy"), "flops": r.get("flops"), "params": r.get("n_params"),
+                      "latency": r.get("latency_ms")}
+            if point.get("epoch") is not None and all(vector[o] is not None for o in objectives):
+                preload.append((r.number, int(point["epoch"]), {o: vector[o] for o in objectives}))
+    return MOASHAScheduler(rule, key=ConfigKey("nas", "trial_number"), preload=preload)
 
 
 def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
@@ -337,7 +395,8 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         with Interrupt(on_first=stopping) as interrupt:
             try:
                 if searcher.remaining > 0 or searcher.running:
-                    run_tune(searcher, res.as_tune(), res.concurrency, interrupt, on_step=step)
+                    run_tune(searcher, res.as_tune(), res.concurrency, interrupt, on_step=step,
+                             scheduler=make_scheduler(settings, read_trials(study)))
             finally:
                 if interrupt.event.is_set() or searcher.running:
                     searcher.interrupt_running()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 Vector = tuple[float, ...]
 
@@ -18,6 +18,7 @@ __all__ = [
     "crowding_distance",
     "dominates",
     "hypervolume",
+    "iter_fronts",
     "non_dominated_sort",
     "pareto_front",
     "to_minimisation",
@@ -54,24 +55,25 @@ def pareto_front(points: Sequence[Vector]) -> list[int]:
 
 
 def non_dominated_sort(points: Sequence[Vector]) -> list[list[int]]:
-    """The fronts of ``points`` (lists of indices, best front first; each in input order).
+    """The fronts of ``points`` (lists of indices, best front first; each in input order)."""
+    return list(iter_fronts(points))
 
-    Two objectives use an O(n log n) sweep; more objectives peel one front at a time.
-    """
-    n = len(points)
-    if n == 0:
-        return []
-    if len(points[0]) == 2:
-        return _sort_2d(points)
-    remaining = list(range(n))
-    fronts: list[list[int]] = []
+
+def iter_fronts(points: Sequence[Vector]) -> Iterator[list[int]]:
+    """The fronts one at a time, so a caller that needs only the first few stops early. One or two
+    objectives use an O(n log n) sweep (one objective as two equal ones: same dominance); more peel
+    one front at a time."""
+    if not points:
+        return
+    if len(points[0]) <= 2:
+        yield from _sort_2d([tuple(p) * 2 for p in points] if len(points[0]) == 1 else points)
+        return
+    remaining = list(range(len(points)))
     while remaining:
-        sub = [points[i] for i in remaining]
-        first = pareto_front(sub)
-        fronts.append([remaining[k] for k in first])
+        first = pareto_front([points[i] for i in remaining])
+        yield [remaining[k] for k in first]
         taken = set(first)
         remaining = [remaining[k] for k in range(len(remaining)) if k not in taken]
-    return fronts
 
 
 def _sort_2d(points: Sequence[Vector]) -> list[list[int]]:

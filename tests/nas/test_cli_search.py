@@ -32,6 +32,9 @@ def _free_port():
     (["--space", "resnest", "--budget", "4G", "--train-images", "999999"], "--train-images 999999 but dataset"),
     (["--space", "resnest", "--budget", "4G", "--address", "127.0.0.1:{port}"], "nothing is listening there"),
     (["--space", "resnest", "--budget", "4G", "--device", "cpu", "--gpus-per-trial", "1"], "--gpus-per-trial with"),
+    (["--space", "resnest", "--budget", "4G", "--eta", "1"], "--eta must be at least 2"),
+    (["--space", "resnest", "--budget", "4G", "--grace", "0"], "--grace must be at least 1"),
+    (["--space", "resnest", "--budget", "4G", "--epochs", "3", "--grace", "4"], "--grace 4 is above the 3-epoch"),
 ])
 def test_mistakes_are_one_line_and_write_nothing(cli, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
@@ -60,3 +63,11 @@ def test_help_lists_every_option(cli):
                    "--train-images", "--val-images", "--batch-size", "--sampler", "--objectives",
                    "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--seed", "--device"):
         assert option in out
+
+
+def test_early_stopping_with_one_epoch_says_so_once_and_goes_on(cli, tmp_path, ray_cluster):
+    code, out, err = cli("search", "--space", TINY, "--budget", "5M", "--trials", "1", "--epochs", "1",
+                         "--train-images", "64", "--val-images", "32", "--batch-size", "32",
+                         "--storage", tmp_path / "x.db")
+    assert code == 0 and err.count("note: early stopping has no effect with 1 epoch(s)") == 1
+    assert "stopping  off" in out

@@ -12,7 +12,7 @@ from nas.search_spaces import load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
-FAST = ["--train-images", "128", "--val-images", "64", "--epochs", "2", "--batch-size", "32"]
+FAST = ["--train-images", "128", "--val-images", "64", "--epochs", "2", "--batch-size", "32", "--no-early-stopping"]
 
 
 def _study(db, name="tiny-5MFLOPs"):

@@ -1,0 +1,80 @@
+"""``nas search`` with MO-ASHA early stopping, end to end: stopped trials are PRUNED with their
+curves and never on a front, and a search killed and resumed decides as one uninterrupted run."""
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.records import OBJECTIVES, front, read_settings, read_trials
+from nas.stopping import MOASHA
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+# One trial at a time: the order in which trials reach a rung is then the trial order, so the
+# rule's decisions can be replayed from the study alone.
+ARGS = ["--space", TINY, "--budget", "5M", "--trials", "5", "--sampler", "random", "--seed", "2",
+        "--train-images", "256", "--val-images", "128", "--epochs", "3", "--batch-size", "32",
+        "--max-concurrent", "1", "--grace", "1", "--eta", "2"]
+
+
+def _replay(study):
+    """Apply the rule to the study's trained trials in order, as an uninterrupted search would have,
+    and check every live decision against it."""
+    settings = read_settings(study)
+    rule = MOASHA(settings.objectives, [OBJECTIVES[o][0] for o in settings.objectives], settings.epochs,
+                  grace=settings.early_stopping["grace"], eta=settings.early_stopping["eta"])
+    stopped = 0
+    for r in sorted(read_trials(study), key=lambda r: r.number):
+        if not r.trained or r.outcome == "duplicate":
+            continue
+        decision = None
+        for point in r.curve:
+            decision = rule.on_result(r.number, point["epoch"], {"accuracy": point["accuracy"],
+                                                                 "flops": r.get("flops")})
+            if decision == "stop":
+                break
+        if r.outcome == "pruned":
+            stopped += 1
+            assert decision == "stop" and r.get("epochs") == point["epoch"] and r.curve[-1]["epoch"] == point["epoch"]
+        else:
+            assert decision == "continue" and r.outcome == "complete", r
+    return stopped
+
+
+def test_stopped_trials_are_pruned_with_curves_and_never_on_a_front(tmp_path, search_process):
+    db = tmp_path / "nas.db"
+    code, out, err = search_process(db, ARGS).run()
+    assert code == 0, err[-3000:]
+    assert "stopping  MO-ASHA: rungs at epochs 1, 2" in out
+    study = optuna.load_study(study_name="tiny-5MFLOPs", storage=f"sqlite:///{db}")
+    records = read_trials(study)
+    pruned = [r for r in records if r.outcome == "pruned"]
+    assert pruned and sum(r.trained for r in records) == 5
+    for r in pruned:
+        assert r.state == "PRUNED" and r.values is None and r.accuracy == r.curve[-1]["accuracy"]
+        assert 1 <= r.get("epochs") < 3 and "stopped by the scheduler" in r.get("reason")
+    pruned_numbers = {r.number for r in pruned}
+    assert not pruned_numbers & {t.number for t in study.best_trials}
+    assert not pruned_numbers & {r.number for r in front(records, ("accuracy", "flops"))}
+    from optuna_dashboard._pareto_front import get_pareto_front_trials
+
+    assert not pruned_numbers & {t.number for t in get_pareto_front_trials(study.trials, study.directions)}
+    assert _replay(study) == len(pruned)
+
+
+def test_a_killed_and_resumed_search_decides_as_an_uninterrupted_one(tmp_path, search_process):
+    db = tmp_path / "nas.db"
+    search = search_process(db, ARGS).start()
+    search.wait_for(lambda ts: sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ts
+                                   if t.user_attrs.get("outcome") != "duplicate") >= 2
+                    and any(t.state == TrialState.RUNNING for t in ts))
+    search.proc.kill()
+    search.proc.wait(timeout=30)
+    code, out, err = search_process(db, ARGS).run()
+    assert code == 0, err[-3000:]
+    study = optuna.load_study(study_name="tiny-5MFLOPs", storage=f"sqlite:///{db}")
+    records = read_trials(study)
+    assert [r for r in records if r.outcome == "orphaned"]
+    assert sum(r.trained for r in records) == 5 and not study.get_trials(states=(TrialState.RUNNING,))
+    _replay(study)
