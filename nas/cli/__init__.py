@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.cli import model, search, space, studies, train
+    from nas.cli import dashboard, model, search, space, studies, train
 
     parser = _Parser(
         prog="nas",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     search.add_parser(sub)
     studies.add_parser(sub)
+    dashboard.add_parser(sub)
     return parser
 
 
