@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nas.budget import Budget, parse_budget
-from nas.records import OBJECTIVES, StudySettings, read_trials
+from nas.records import OBJECTIVES, StudySettings, TrialRecord, read_trials
 from nas.search_spaces.complexity import format_flops
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.registry import load_space
@@ -55,6 +55,7 @@ class SearchOptions:
     early_stopping: bool = True
     grace: int | None = None
     eta: int = 3
+    artifacts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
     from nas.searcher import StudySearcher
     from nas.study import Driver, open_search_study, recover_orphans
     from nas.text_table import render_table
+    from nas.weights import WeightsKeeper, artifacts_dir
     from nas.workers.trial import TrialSpec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -376,10 +378,13 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         spec = TrialSpec(config={}, dataset=plan.dataset_name, schedule=settings.schedule, device=res.device,
                          train_limit=fid.train_images, val_limit=fid.val_images,
                          latency="latency" in plan.objectives, threads=max(1, int(res.cpus_per_trial))).to_dict()
-        progress = Progress(lambda: read_trials(study), fid.trials, res.concurrency, plan.objectives,
-                            settings.space_resolution, out=out)
+        # What is in the study, not the proposals still held in this process's memory.
+        progress = Progress(lambda: [TrialRecord.from_frozen(t) for t in storage.backend.get_all_trials(
+            study._study_id, deepcopy=False)], fid.trials, res.concurrency, plan.objectives,
+            settings.space_resolution, out=out)
+        weights = WeightsKeeper(artifacts_dir(plan.storage, opts.artifacts), f"nas-weights-{driver.id}")
         searcher = StudySearcher(study, storage, plan.space, settings, fid.trials, driver.id, spec,
-                                 on_event=progress.event)
+                                 on_event=progress.event, weights=weights)
         if searcher.remaining <= 0:
             print(f"study {plan.study_name} already has {searcher.trained} trained candidates "
                   f"(--trials {fid.trials}); raise --trials to train more", file=out)

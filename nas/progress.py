@@ -95,7 +95,9 @@ class Progress:
             if not self.live:
                 self._line(record)
         elif kind == "exhausted":
-            self.message = (f"stopped proposing: the last {ev['proposals']} proposals were all infeasible or "
+            self.message = (f"stopped proposing: all {ev['architectures']} architectures of the space within the "
+                            f"budget are trained" if "architectures" in ev else
+                            f"stopped proposing: the last {ev['proposals']} proposals were all infeasible or "
                             f"duplicates (the space may hold no more candidates under this budget)")
             if not self.live:
                 print(self.message, file=self.out, flush=True)

@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nas.deferred_storage import DeferredStorage
+from nas.pareto import dominates, to_minimisation
 from nas.records import (
     COMPLETE,
     CONSTRAINT_HIGH,
@@ -46,6 +47,7 @@ from nas.records import (
     INFEASIBLE,
     INTERRUPTED,
     INVALID,
+    OBJECTIVES,
     PRUNED,
     TRAINED,
     StudySettings,
@@ -54,11 +56,14 @@ from nas.records import (
 from nas.search_spaces.complexity import complexity, format_flops
 from nas.search_spaces.config import parse_config
 from nas.search_spaces.optuna_bridge import suggest_values
+from nas.search_spaces.sampler import feasible_architectures
 from nas.search_spaces.space import SearchSpace
 from nas.study import enqueue_retry
+from nas.weights import WeightsKeeper
 
-#: Stop proposing after this many proposals in a row that were not worth training.
-STALL_PROPOSALS = 2000
+#: Stop proposing after this many proposals in a row that were not worth training (a sampler that
+#: keeps repeating itself, or a budget that leaves little of a large space).
+STALL_PROPOSALS = 300
 #: What a duplicate proposal copies from the trial it repeats.
 DUPLICATE_COPIES = ("accuracy", "best_accuracy", "epochs", "reason", "latency_ms", "train_flops", "train_n_params",
                     "train_activations", "images_per_s")
@@ -100,13 +105,14 @@ Event = dict[str, Any]
 class StudySearcher(Searcher):
     def __init__(self, study: optuna.Study, storage: DeferredStorage, space: SearchSpace, settings: StudySettings,
                  target: int, driver_id: str, spec: dict[str, Any],
-                 on_event: Callable[[Event], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None, weights: WeightsKeeper | None = None) -> None:
         """``spec`` is the :class:`~nas.workers.trial.TrialSpec` (as a dict) every trial shares; its
         ``config`` is filled in per trial, at the training resolution and number of classes."""
         super().__init__(metric=None, mode=None)
         self.study, self.storage, self.space, self.settings = study, storage, space, settings
         self.target, self.driver_id, self.spec = target, driver_id, spec
         self.on_event = on_event or (lambda event: None)
+        self.weights = weights
         self.running: dict[str, Running] = {}  # Tune trial id -> trial
         self.held: list[Held] = []
         self.stall = 0
@@ -117,6 +123,9 @@ class StudySearcher(Searcher):
         self._seen: dict[int, str] = {}  # trial number -> state last seen, for incremental sync
         self._trained = self._in_flight = 0
         self._waiting = False
+        # A small space is enumerated once: the search then knows when every architecture within
+        # the budget has been trained (or is training) and stops asking at once.
+        self._feasible = feasible_architectures(space, settings.budget_high, settings.budget_low)
         self.sync()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -167,6 +176,10 @@ class StudySearcher(Searcher):
         if promoted is not None:
             return self._dispatch(trial_id, promoted.trial, promoted.arch_hash)
         if self.remaining <= 0 or self.exhausted:
+            return Searcher.FINISHED if not self.held and not self.running else None
+        if self._feasible is not None and self._feasible <= set(self._finished_index) | set(self._running_elsewhere):
+            self.exhausted = True
+            self.on_event({"kind": "exhausted", "architectures": len(self._feasible)})
             return Searcher.FINISHED if not self.held and not self.running else None
         deadline = time.monotonic() + SUGGEST_BUDGET_S
         while time.monotonic() < deadline:
@@ -231,7 +244,9 @@ class StudySearcher(Searcher):
             attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **_where(result),
                          reason=f"stopped by the scheduler after epoch {point['epoch']}")
         attrs["outcome"] = outcome
-        self._finish_written(run.frozen, state, values, attrs)
+        system_attrs = self._keep_weights(run, values) if state == TrialState.COMPLETE else {}
+        attrs.update(system_attrs.pop("user", {}))
+        self._finish_written(run.frozen, state, values, attrs, system_attrs)
         self._trained += 1
         self._in_flight -= 1
         self._running_elsewhere.pop(run.arch_hash, None)
@@ -315,7 +330,8 @@ class StudySearcher(Searcher):
         self.on_event({"kind": "started", "number": frozen.number, "arch": attrs.get("arch"),
                        "flops": attrs.get("flops")})
         return {"nas": {"trial_number": frozen.number, "spec": {**self.spec, "config": train_config.to_dict()},
-                        "constants": {"flops": float(attrs["flops"]), "params": float(attrs["n_params"])}}}
+                        "constants": {"flops": float(attrs["flops"]), "params": float(attrs["n_params"])},
+                        "weights_box": self.weights.box_name if self.weights else None}}
 
     def _set_constraints(self, trial: optuna.Trial, flops: int | None) -> bool:
         """Budget constraints (<= 0 feasible): relative excess over the high end, and below the low
@@ -351,11 +367,40 @@ class StudySearcher(Searcher):
                        "duplicate_of": attrs.get("duplicate_of")})
 
     def _finish_written(self, frozen: optuna.trial.FrozenTrial, state: TrialState, values: list[float] | None,
-                        attrs: dict[str, Any]) -> None:
+                        attrs: dict[str, Any], system_attrs: dict[str, Any] | None = None) -> None:
         """Finish a trial that is in the database: the sampler's hook, then attributes, values and
         state in one transaction (a crash leaves it RUNNING, to be recovered, never half-told)."""
         self.study.sampler.after_trial(self.study, frozen, state, values)
-        self._write(frozen._trial_id, state=state, values=values, user_attrs=attrs)
+        self._write(frozen._trial_id, state=state, values=values, user_attrs=attrs, system_attrs=system_attrs)
+
+    # ---- weights of the front --------------------------------------------------------------------
+    def _front_points(self) -> list[tuple[int, tuple[float, ...], str | None]]:
+        """(number, minimisation vector, kept artifact id) of every feasible complete original."""
+        maximise = [OBJECTIVES[o][0] for o in self.settings.objectives]
+        out = []
+        for r in self._finished_index.values():
+            if r.state == "COMPLETE" and r.feasible and r.values is not None:
+                kept = (r.get("weights") or {}).get("artifact_id")
+                out.append((r.number, to_minimisation([r.values], maximise)[0], kept))
+        return out
+
+    def _keep_weights(self, run: Running, values: list[float] | None) -> dict[str, Any]:
+        """Take the trial's weights from the workers' box; keep them if it joins the front (and drop
+        the files of the trials it pushes off). Returns system attributes, plus user ones under "user"."""
+        if self.weights is None:
+            return {}
+        data = self.weights.take(run.number)
+        if data is None or values is None:
+            return {}
+        mine = to_minimisation([values], [OBJECTIVES[o][0] for o in self.settings.objectives])[0]
+        others = self._front_points()
+        if any(dominates(v, mine) for _, v, _ in others):
+            return {}
+        for _, v, kept in others:
+            if kept and dominates(mine, v):
+                self.weights.forget(kept)
+        system, user = self.weights.keep(run.number, data)
+        return {**system, "user": user}
 
     def _write(self, trial_id: int, **kwargs: Any) -> None:
         self.storage.update(trial_id, **kwargs)

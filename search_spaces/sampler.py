@@ -8,6 +8,8 @@ by the config's canonical hash. A budget no candidate can meet is refused up fro
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -71,6 +73,20 @@ def flops_range(space: SearchSpace) -> tuple[int, int, bool]:
         result = (min(seen), max(seen), False)
     space._flops_range = result
     return result
+
+
+def feasible_architectures(space: SearchSpace, high: float, low: float = 0.0, limit: int = 5000) -> set[str] | None:
+    """The hashes of every architecture of the space within the budget, when the space has at most
+    ``limit`` parameter combinations (``None`` otherwise): a search of a small space knows when it has
+    trained them all."""
+    if math.prod(len(p.values) for p in space.params.values()) > limit:
+        return None
+    found = set()
+    for combo in itertools.product(*(p.values for p in space.params.values())):
+        config = space.try_decode(dict(zip(space.params, combo)))
+        if config is not None and low <= complexity(config).flops <= high:
+            found.add(config.arch_hash())
+    return found
 
 
 def budget_error(space: SearchSpace) -> UserError:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import traceback
+from pathlib import Path
 from typing import Any
 
 from nas.workers.engine import EpochRecord
@@ -73,13 +75,30 @@ def tune_trainable(config: dict[str, Any]) -> None:
             tune.report({**base, "latency": _latency_ms(started.get("latency")), **epoch_metrics(record),
                          "final": False, "status": "running"})
 
+    box = nas.get("weights_box")
+    if box:  # the driver keeps the weights of the trials on the front: write them where we can read them
+        fd, spec["weights_path"] = tempfile.mkstemp(prefix="nas-weights-", suffix=".pt")
+        os.close(fd)
     try:
         out = run_trial(spec, on_epoch=on_epoch, started=started)
+        if box and out.get("status") == "ok":
+            _hand_over(box, nas.get("trial_number"), Path(spec["weights_path"]))
     except Exception as exc:  # a bug or a broken candidate: a result, so Tune does not retry it
         lines = traceback.format_exception_only(type(exc), exc)
         out = {"status": "error", "reason": (lines[-1].strip() if lines else type(exc).__name__)[:500],
                "history": []}
+    finally:
+        if box:
+            Path(spec["weights_path"]).unlink(missing_ok=True)
     tune.report(final_result(out, base))
+
+
+def _hand_over(box: str, number: int, path: Path) -> None:
+    """Give the trained weights to the driver's box (a Ray actor), before the final report: the
+    driver takes them when it records the result."""
+    import ray
+
+    ray.get(ray.get_actor(box).put.remote(number, path.read_bytes()), timeout=300)
 
 
 def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
@@ -99,5 +118,5 @@ def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "wall_time_s": out.get("wall_time_s"), "images_per_s": out.get("images_per_s"),
         "device": out.get("device"), "peak_memory_mb": round(peak / 2**20, 1) if peak else None,
         "train_flops": cx.get("flops"), "train_n_params": cx.get("params"), "train_activations": cx.get("activations"),
-        "arch_hash": out.get("arch_hash"), "weights_path": out.get("weights_path"),
+        "arch_hash": out.get("arch_hash"),
     }

@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampler seed (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where candidates train (default: cuda if the "
                                                               "cluster has GPUs)")
+    p.add_argument("--artifacts", metavar="DIR",
+                   help="where the weights of the trials on the front are kept (default: beside an SQLite or "
+                        "journal file, FILE-artifacts/; ./nas-artifacts for a database server)")
     p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
                    help="train every candidate for its whole schedule (default: MO-ASHA stops dominated ones)")
     p.add_argument("--grace", type=int, metavar="G", help="first early-stopping rung, in epochs (default 1)")
