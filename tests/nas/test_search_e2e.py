@@ -121,11 +121,11 @@ def test_inspection_commands(searched, cli):
     assert code == 0 and front and all(f["values"]["flops"] <= 5e6 for f in front)
 
 
-def test_search_on_postgresql(postgres_url, study_name, ray_cluster):
+def test_search_on_postgresql(postgres_url, study_name, ray_cluster, tmp_path):
     from nas.cli import main
 
     assert main(["search", "--space", str(TINY), "--budget", "5M", "--trials", "2", "--sampler", "random",
-                 "--storage", postgres_url, "--study", study_name, *FAST]) == 0
+                 "--storage", postgres_url, "--study", study_name, "--artifacts", str(tmp_path), *FAST]) == 0
     study = optuna.load_study(study_name=study_name, storage=postgres_url)
     records = read_trials(study)
     assert sum(r.trained for r in records) == 2 and not study.get_trials(states=(TrialState.RUNNING,))
