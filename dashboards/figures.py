@@ -59,8 +59,8 @@ from nas.records import (
     counts,
     front,
 )
-from nas.search_spaces.complexity import format_flops
 from nas.search_spaces.errors import UserError
+from nas.search_spaces.units import format_flops
 
 __all__ = ["DEPTH", "FIGURES", "Dashboard", "build_dashboard", "color_choices"]
 

@@ -18,11 +18,11 @@ from typing import Any, TextIO
 
 from nas.budget import Budget, parse_budget
 from nas.records import OBJECTIVES, StudySettings, TrialRecord, read_trials
-from nas.search_spaces.complexity import format_flops
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.registry import load_space
 from nas.search_spaces.sampler import check_budget, flops_range
 from nas.search_spaces.space import SearchSpace
+from nas.search_spaces.units import format_flops
 from nas.storage import StorageURL, open_storage, parse_storage
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from nas.records import COMPLETE, DUPLICATE, FAILED, INFEASIBLE, INTERRUPTED, INVALID, PRUNED, RUNNING, TrialRecord
 from nas.records import counts as count_outcomes
 from nas.records import front as pareto_front
-from nas.search_spaces.complexity import format_flops
+from nas.search_spaces.units import format_flops
 
 _REFRESH_S = 0.5
 _REREAD_S = 2.0

@@ -122,7 +122,7 @@ class StudySettings:
                 "batch_size": self.batch_size}
 
     def budget_text(self) -> str:
-        from nas.search_spaces.complexity import format_flops
+        from nas.search_spaces.units import format_flops
 
         if self.budget_low > 0:
             return f"{format_flops(self.budget_low)} - {format_flops(self.budget_high)}"

@@ -1,21 +1,35 @@
-"""What can be built, and what does it cost: configs, blocks, builder, complexity, presets, spaces."""
+"""What can be built, and what does it cost: configs, blocks, builder, complexity, presets, spaces.
 
-from nas.search_spaces.builder import build_model
-from nas.search_spaces.complexity import Complexity, complexity, complexity_by_part, measure
-from nas.search_spaces.config import (
-    ArchConfig,
-    BlockOptions,
-    StageConfig,
-    StemConfig,
-    load_config,
-    parse_config,
-)
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.registry import load_preset, load_space, preset_names, resolve_config, space_names
-from nas.search_spaces.space import SearchSpace
+Names are imported on first use (PEP 562), so ``nas --help`` and the commands that never build a
+network do not pay for importing PyTorch.
+"""
 
-__all__ = [
-    "ArchConfig", "BlockOptions", "Complexity", "StageConfig", "StemConfig", "UserError", "build_model",
-    "complexity", "complexity_by_part", "load_config", "load_preset", "measure", "parse_config",
-    "preset_names", "resolve_config", "SearchSpace", "load_space", "space_names",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_model": "builder",
+    "Complexity": "complexity", "complexity": "complexity", "complexity_by_part": "complexity", "measure": "complexity",
+    "ArchConfig": "config", "BlockOptions": "config", "StageConfig": "config", "StemConfig": "config",
+    "load_config": "config", "parse_config": "config",
+    "UserError": "errors",
+    "load_preset": "registry", "load_space": "registry", "preset_names": "registry", "resolve_config": "registry",
+    "space_names": "registry",
+    "SearchSpace": "space",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas.search_spaces.config import ArchConfig
 from nas.search_spaces.network import Complexity, ResNet
+from nas.search_spaces.units import format_flops
 
 __all__ = ["Complexity", "complexity", "complexity_by_part", "format_flops", "measure"]
 
@@ -54,11 +55,3 @@ def measure(model: nn.Module, resolution: int, in_channels: int = 3) -> Complexi
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
     return Complexity(params=params, flops=counter.get_total_flops() // 2, activations=acts)
-
-
-def format_flops(n: float) -> str:
-    """``4089184256`` → ``4.09 GFLOPs`` (multiply-adds, three significant digits)."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}FLOPs"
-    return f"{n:.0f} FLOPs"

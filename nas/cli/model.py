@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from nas.budget import format_flops
-from nas.search_spaces import ArchConfig, complexity, complexity_by_part, preset_names, resolve_config
+from nas.search_spaces.units import format_flops
 from nas.text_table import render_table
+
+if TYPE_CHECKING:
+    from nas.search_spaces.config import ArchConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> ArchConfig:
+    from nas.search_spaces.registry import resolve_config
+
     config = resolve_config(args.config)
     if getattr(args, "resolution", None) is not None or getattr(args, "classes", None) is not None:
         config = config.with_input(args.resolution, args.classes)
@@ -46,6 +51,8 @@ def _load(args: argparse.Namespace) -> ArchConfig:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from nas.search_spaces import complexity, preset_names, resolve_config
+
     rows = []
     for name in preset_names():
         config = resolve_config(name)
@@ -71,6 +78,8 @@ def _attention(stage) -> tuple[str, str, str]:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from nas.search_spaces import complexity, complexity_by_part
+
     config = _load(args)
     total = complexity(config)
     by_part = complexity_by_part(config)

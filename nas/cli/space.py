@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from nas.budget import format_flops, parse_budget
+from nas.budget import parse_budget
 from nas.search_spaces.registry import load_space, space_names
-from nas.search_spaces.sampler import flops_range, sample
-from nas.search_spaces.space import SearchSpace
+from nas.search_spaces.units import format_flops
 from nas.text_table import render_table
+
+if TYPE_CHECKING:
+    from nas.search_spaces.space import SearchSpace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _range_text(space: SearchSpace) -> tuple[str, str]:
+    from nas.search_spaces.sampler import flops_range
+
     lo, hi, exact = flops_range(space)
     mark = "" if exact else "~"
     return mark + format_flops(lo), mark + format_flops(hi)
@@ -61,6 +66,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nas.search_spaces.sampler import flops_range
+
     space = load_space(args.space)
     lo, hi, exact = flops_range(space)
     if args.json:
@@ -93,6 +100,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from nas.search_spaces.errors import UserError
+    from nas.search_spaces.sampler import sample
 
     space = load_space(args.space)
     budget = parse_budget(args.budget)

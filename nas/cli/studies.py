@@ -79,7 +79,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from nas.progress import fmt_acc, fmt_duration
     from nas.records import OBJECTIVES, counts, front, read_settings, read_trials
-    from nas.search_spaces.complexity import format_flops
+    from nas.search_spaces.units import format_flops
     from nas.study import drivers
 
     study, storage = load(args)

@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from nas.search_spaces import complexity, resolve_config
-from nas.search_spaces.complexity import format_flops
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.files import atomic_write_text
+from nas.search_spaces.units import format_flops
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from nas.search_spaces import complexity, resolve_config
     from nas.workers import Schedule, load_dataset, measure_latency, train
     from nas.workers.trial import fit_to_data
 
