@@ -118,6 +118,8 @@ class ArchConfig(BaseModel):
     model_config = _STRICT
 
     name: str | None = Field(None, description="free-form label; not part of the architecture's hash")
+    provenance: dict[str, Any] | None = Field(
+        None, description="where the config came from (nas export: study, trial, metrics); not part of the hash")
     resolution: int = Field(224, ge=1, description="input height and width")
     in_channels: int = Field(3, ge=1)
     classes: int = Field(1000, ge=1)
@@ -150,8 +152,8 @@ class ArchConfig(BaseModel):
 
     # ---- identity -------------------------------------------------------------------------
     def architecture_dict(self) -> dict[str, Any]:
-        """The fields that define the network (everything but ``name``), JSON-ready."""
-        return self.model_dump(mode="json", exclude={"name"})
+        """The fields that define the network (everything but ``name`` and ``provenance``), JSON-ready."""
+        return self.model_dump(mode="json", exclude={"name", "provenance"})
 
     def arch_hash(self) -> str:
         """A canonical hash: equal architectures, equal hashes, whatever their names."""
@@ -189,8 +191,11 @@ class ArchConfig(BaseModel):
     # ---- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
-        if data["name"] is None:
-            del data["name"]
+        for key in ("name", "provenance"):
+            if data[key] is None:
+                del data[key]
+        if "provenance" in data:  # metadata last: the architecture reads first in a file
+            data["provenance"] = data.pop("provenance")
         return data
 
     def to_json(self) -> str:

@@ -6,10 +6,12 @@ file, not editing code.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from nas.search_spaces.config import ArchConfig, load_config
+from nas.search_spaces.config import ArchConfig, load_config, parse_config
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.space import SearchSpace, load_space_file, parse_space_text
 
@@ -64,9 +66,14 @@ def load_preset(name: str) -> ArchConfig:
     return ArchConfig.from_yaml(files[name].read_text(), source=f"preset {name}")
 
 
-def resolve_config(name_or_path: str | Path) -> ArchConfig:
-    """A preset name, or a path to a YAML/JSON config file."""
-    text = str(name_or_path)
+def resolve_config(source: ArchConfig | Mapping[str, Any] | str | Path) -> ArchConfig:
+    """A config from what a user has at hand, as ``timm.create_model`` takes a name: an
+    :class:`ArchConfig`, a plain dict, a preset name, or a path to a YAML/JSON config file."""
+    if isinstance(source, ArchConfig):
+        return source
+    if isinstance(source, Mapping):
+        return parse_config(dict(source), source="config dict")
+    text = str(source)
     if _is_path(text):
         return load_config(text)
     return load_preset(text)

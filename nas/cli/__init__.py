@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.cli import dashboard, model, search, space, studies, train
+    from nas.cli import dashboard, export, model, search, space, studies, train
 
     parser = _Parser(
         prog="nas",
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_parser(sub)
     studies.add_parser(sub)
     dashboard.add_parser(sub)
+    export.add_parser(sub)
     return parser
 
 

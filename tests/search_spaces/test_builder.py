@@ -79,3 +79,32 @@ def test_onnx_export_runs_and_matches(block, tmp_path):
     out = program.call_reference(x) if hasattr(program, "call_reference") else program(x)
     out = out[0] if isinstance(out, (list, tuple)) else out
     assert torch.allclose(torch.as_tensor(out), ref, atol=1e-4)
+
+
+def test_build_model_takes_what_a_user_has(tmp_path):
+    """A config, a dict, a preset name or a file, as timm.create_model takes a name; with overrides."""
+    from nas.search_spaces import load_preset, resolve_config
+
+    config = load_preset("resnext11_2x8d")
+    path = tmp_path / "c.yaml"
+    path.write_text(config.to_yaml())
+    built = [build_model(x, device="meta") for x in (config, config.to_dict(), "resnext11_2x8d", str(path), path)]
+    assert len({sum(p.numel() for p in m.parameters()) for m in built}) == 1
+    assert build_model("resnext11_2x8d", classes=3).config.classes == 3
+    with_prov = parse_config({**config.to_dict(), "provenance": {"study": "s", "trial": 4}})
+    assert with_prov.arch_hash() == config.arch_hash()  # provenance is not architecture
+    assert resolve_config(with_prov.to_dict()).provenance == {"study": "s", "trial": 4}
+
+
+def test_weights_that_do_not_fit_are_one_line(tmp_path):
+    from nas.search_spaces.errors import UserError
+
+    model = build_model("resnext11_2x8d")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    again = build_model("resnext11_2x8d", weights=tmp_path / "w.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(UserError, match="do not fit this network") as info:
+        build_model("resnext11_2x8d", classes=3, weights=tmp_path / "w.pt")
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="no such weights file"):
+        build_model("resnext11_2x8d", weights=tmp_path / "nope.pt")

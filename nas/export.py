@@ -1,0 +1,172 @@
+"""Take an architecture away from a study: its config with provenance, its weights, an ONNX graph.
+
+The exported file is an ordinary config (``nas model summary``, ``nas.build_model``, ``nas train``
+read it) at the space's resolution and classes — the network the budget speaks of — with a
+``provenance`` block that is not part of the architecture: the study, the trial, the space and
+its fingerprint, the budget, the dataset and fidelity, the metrics, and the complexity at both the
+space's and the training resolution. The weights are those the search trained (the proxy's head:
+its dataset's classes), kept for the trials that were on the front when they finished.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nas import __version__
+from nas.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front
+from nas.search_spaces.config import ArchConfig, parse_config
+from nas.search_spaces.errors import UserError
+from nas.search_spaces.files import atomic_write, atomic_write_text
+
+BY_CHOICES = ("accuracy", "knee", "flops", "params", "latency")
+
+
+def pick_trial(records: Sequence[TrialRecord], settings: StudySettings, trial: int | None,
+               by: str | None) -> TrialRecord:
+    """The trial to export: ``trial`` by number, or the best of the front ``by`` a criterion."""
+    by_number = {r.number: r for r in records}
+    if trial is not None:
+        r = by_number.get(trial)
+        if r is None:
+            raise UserError(f"study has no trial {trial} (trials 0 to {max(by_number, default=-1)})")
+        if r.outcome == DUPLICATE and r.get("duplicate_of") in by_number:
+            r = by_number[r.get("duplicate_of")]
+        if r.state != "COMPLETE":
+            why = r.get("reason") or r.outcome
+            raise UserError(f"trial {trial} did not complete ({r.outcome}: {why}); 'nas pareto' lists trials "
+                            f"to export")
+        return r
+    members = front(records, settings.objectives)
+    if not members:
+        raise UserError("the study has no completely trained candidate within its budget yet")
+    by = by or "accuracy"
+    if by == "knee":
+        return knee(members, settings.objectives)
+    if by not in settings.objectives:
+        raise UserError(f"--by {by}: not an objective of this study ({', '.join(settings.objectives)}); "
+                        f"use one of them or knee")
+    maximise = OBJECTIVES[by][0]
+    return (max if maximise else min)(members, key=lambda r: r.objective(by))  # type: ignore[arg-type, return-value]
+
+
+def knee(members: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialRecord:
+    """The front's knee. Objectives are scaled to [0, 1] over the front (0 best); with two, the
+    knee is the point farthest from the line joining the front's two ends (where trading one
+    objective for the other stops paying); with more, the point nearest the ideal point."""
+    if len(members) <= 2:
+        return members[0]
+    scaled = []
+    for r in members:
+        row = []
+        for o in objectives:
+            values = [m.objective(o) for m in members]
+            lo, hi = min(values), max(values)  # type: ignore[type-var]
+            v = r.objective(o)
+            x = 0.0 if hi == lo else (v - lo) / (hi - lo)  # type: ignore[operator]
+            row.append(1.0 - x if OBJECTIVES[o][0] else x)
+        scaled.append(row)
+    if len(objectives) == 2:
+        a = min(scaled, key=lambda p: p[0])
+        b = min(scaled, key=lambda p: p[1])
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        norm = math.hypot(dx, dy) or 1.0
+        dist = [abs(dy * (p[0] - a[0]) - dx * (p[1] - a[1])) / norm for p in scaled]
+        # Only points on the ideal side of the chord are knees.
+        side = [(dx * (p[1] - a[1]) - dy * (p[0] - a[0])) for p in scaled]
+        best = max(range(len(members)), key=lambda i: dist[i] if side[i] <= 0 else -1)
+        return members[best]
+    return members[min(range(len(members)), key=lambda i: math.fsum(x * x for x in scaled[i]))]
+
+
+def provenance(study_name: str, storage_text: str, r: TrialRecord, s: StudySettings,
+               source: TrialRecord | None = None) -> dict[str, Any]:
+    train = {"resolution": s.train_resolution, "classes": s.classes, "params": r.get("train_n_params"),
+             "flops": r.get("train_flops"), "activations": r.get("train_activations")}
+    out: dict[str, Any] = {
+        "exported_by": f"nas {__version__}", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "study": study_name, "storage": storage_text, "trial": r.number,
+        "space": s.space, "space_fingerprint": s.space_fingerprint, "budget": s.budget_text(),
+        "dataset": s.dataset, "fidelity": s.fidelity, "objectives": dict(zip(s.objectives, r.values or ())),
+        "metrics": {k: r.get(k) for k in ("accuracy", "best_accuracy", "epochs", "latency_ms", "wall_time_s")
+                    if r.get(k) is not None},
+        "complexity": {"space": {"resolution": s.space_resolution, "params": r.get("n_params"),
+                                 "flops": r.get("flops"), "activations": r.get("activations")},
+                       "train": train},
+        "params": r.params,
+    }
+    if source is not None and source.number != r.number:
+        out["requested_trial"] = source.number
+    return out
+
+
+def exported_config(r: TrialRecord, prov: dict[str, Any]) -> ArchConfig:
+    config = parse_config(r.get("config"), source=f"trial {r.number}")
+    return parse_config({**config.to_dict(), "provenance": prov}, source=f"trial {r.number}")
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before anything is written, an output path that cannot be written."""
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"{what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{what} {path}: not writable")
+    return path
+
+
+def weights_bytes(r: TrialRecord, folder: Path) -> bytes:
+    """The weights the search kept for a trial, or a one-line reason they are not there."""
+    kept = r.get("weights")
+    if not kept:
+        raise UserError(f"trial {r.number}'s weights were not kept: the search keeps those of trials on the front "
+                        f"when they finish; retrain it with 'nas train' on the exported file")
+    path = folder / kept["artifact_id"]
+    if not path.exists():
+        where = Path(kept.get("folder", folder))
+        hint = f" (kept in {where} on {kept.get('host')}; pass --artifacts)" if where.resolve() != folder.resolve() \
+            else " (removed when another trial pushed it off the front)"
+        raise UserError(f"trial {r.number}'s weights are not in {folder}{hint}")
+    return path.read_bytes()
+
+
+def write_export(config: ArchConfig, out: Path, weights: bytes | None, weights_out: Path | None,
+                 onnx_out: Path | None, classes: int) -> None:
+    """The config file, then the weights, then the ONNX graph (each written atomically)."""
+    if weights is not None and weights_out is not None:
+        atomic_write(weights_out, lambda f: f.write(weights))
+        config = parse_config({**config.to_dict(), "provenance": {
+            **(config.provenance or {}), "weights": {"file": weights_out.name, "classes": classes,
+                                                     "load": f"nas.build_model('{out.name}', classes={classes}, "
+                                                             f"weights='{weights_out.name}')"}}})
+    atomic_write_text(out, config.to_yaml())
+    if onnx_out is not None:
+        write_onnx(config, onnx_out, weights_out if weights is not None else None, classes)
+
+
+def write_onnx(config: ArchConfig, path: Path, weights: Path | None, classes: int) -> None:
+    import tempfile
+
+    import torch
+
+    from nas.search_spaces.builder import build_model
+
+    model = build_model(config, classes=classes if weights else None, weights=weights).eval()
+    x = torch.randn(1, config.in_channels, config.resolution, config.resolution)
+    # One file while the weights fit a protobuf (2 GB); beyond that ONNX keeps them beside it (.data).
+    external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.5 * 2**30
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        staged = Path(tmp) / path.name
+        try:
+            torch.onnx.export(model, (x,), str(staged), dynamo=True, verbose=False, external_data=external)
+        except ImportError as exc:
+            raise UserError(f"--onnx needs the onnx and onnxscript packages ({exc})") from None
+        for produced in Path(tmp).iterdir():  # the graph, and its weights file when external
+            os.replace(produced, path.parent / produced.name)
