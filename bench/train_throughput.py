@@ -2,12 +2,15 @@
 
 Two modes:
 
-* default -- one CIFAR-style candidate trained on ``shapes`` twice from the same initial
-  weights with the same schedule: once by ``nas.workers.engine.train`` (uint8 data on the
-  device, vectorised on-device crop/flip, bf16 + channels_last on CUDA, optional compile) and
-  once by a textbook loop (DataLoader over the tensors with per-sample CPU-side torchvision
-  augmentation, fp32, default memory layout). Reports training images/s, time to a fixed
-  validation accuracy and the final accuracy as a markdown table, with ratios.
+* default -- one CIFAR-style candidate trained on ``shapes`` from the same initial weights with
+  the same schedule: by ``nas.workers.engine.train`` (uint8 data on the device, vectorised
+  on-device crop/flip, bf16 + channels_last on CUDA, channels_last on a CPU where the engine's
+  layout rule picks it, optional compile); on a CPU also by the engine held to the contiguous
+  layout (the engine before the CPU layout rule); and by a textbook loop (DataLoader over the
+  tensors with per-sample CPU-side torchvision augmentation, fp32, default memory layout).
+  Reports training images/s, time to a fixed validation accuracy and the final accuracy as a
+  markdown table, with ratios. ``--resolution`` runs an ImageNet-style preset at another input
+  size (``--config resnest50d --resolution 32``).
 * ``--synthetic`` -- random uint8 data already on the device (batch 256, 224x224 by default) for
   ImageNet-style presets (``resnet50``, ``resnest50d``): the engine's steady-state training
   images/s in eager mode and with ``torch.compile``.
@@ -16,6 +19,7 @@ Imports only torch/torchvision/numpy, ``nas.workers`` and ``nas.search_spaces``,
 bare GPU host. Examples::
 
     python bench/train_throughput.py --device cpu --epochs 2 --train-samples 4000
+    python bench/train_throughput.py --device cpu --threads 2 --batch-size 256 --config resnest50d --resolution 32
     python bench/train_throughput.py --device cuda --epochs 15 --config resnext29_4x16d --compile
     python bench/train_throughput.py --device cuda --synthetic --models resnet50,resnest50d
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -72,6 +77,7 @@ except ModuleNotFoundError as _exc:
     except ImportError as _exc2:
         sys.exit(f"error: cannot import nas.workers ({_exc2}); run `pip install -e .` in {_ROOT} first")
 
+from nas.workers import engine  # noqa: E402
 from nas.workers.datasets import DatasetSplits, load_dataset  # noqa: E402
 from nas.workers.engine import EpochRecord, Schedule, train  # noqa: E402
 
@@ -87,6 +93,17 @@ _CPU_CANDIDATE = {
         {"depth": 1, "width": 32, "cardinality": 2, "group_width": 8, "stride": 1},
         {"depth": 1, "width": 64, "cardinality": 2, "group_width": 16, "stride": 2},
         {"depth": 1, "width": 128, "cardinality": 2, "group_width": 32, "stride": 2},
+    ],
+}
+
+# The smallest network of the resnext-cifar space (11 MFLOPs): CIFAR-style maps of 32, 16 and 8 px.
+_CIFAR_CANDIDATE = {
+    "name": "resnext_cifar_min", "resolution": 32, "classes": 10,
+    "stem": {"type": "cifar", "width": 64},
+    "stages": [
+        {"depth": 1, "width": 64, "cardinality": 2, "group_width": 4, "stride": 1},
+        {"depth": 1, "width": 128, "cardinality": 2, "group_width": 8, "stride": 2},
+        {"depth": 1, "width": 256, "cardinality": 2, "group_width": 16, "stride": 2},
     ],
 }
 
@@ -109,17 +126,23 @@ class StandInNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
-def make_builder(config: str, device: str) -> tuple[str, int, Callable[[int], nn.Module]]:
+def make_builder(config: str, device: str,
+                 resolution: int | None = None) -> tuple[str, int, Callable[[int], nn.Module]]:
     """(label, resolution, builder(classes) -> module) for a preset name, a config file, 'small'
-    (the built-in CPU-sized candidate) or 'standin' (no ``nas.search_spaces`` needed)."""
+    (the built-in CPU-sized candidate), 'cifar' (the smallest resnext-cifar network) or 'standin'
+    (no ``nas.search_spaces`` needed); ``resolution`` overrides the config's input size."""
     if config == "standin":
-        return "standin (plain 4-conv net)", 32, lambda classes: StandInNet(classes)
+        return "standin (plain 4-conv net)", resolution or 32, lambda classes: StandInNet(classes)
     try:
         from nas.search_spaces import build_model, parse_config, resolve_config
     except ImportError as exc:
         sys.exit(f"error: nas.search_spaces is not importable here ({exc}); use --config standin")
-    cfg = parse_config(_CPU_CANDIDATE, source="bench") if config == "small" else resolve_config(config)
+    builtin = {"small": _CPU_CANDIDATE, "cifar": _CIFAR_CANDIDATE}
+    cfg = parse_config(builtin[config], source="bench") if config in builtin else resolve_config(config)
     label = cfg.name or config
+    if resolution:
+        cfg = cfg.with_input(resolution=resolution)
+        label += f" at {resolution}px"
 
     def build(classes: int, cfg=cfg) -> nn.Module:
         return build_model(cfg.with_input(classes=classes))
@@ -254,7 +277,7 @@ def _fmt_t(hit: tuple[float, int] | None) -> str:
 
 
 def run_comparison(args: argparse.Namespace) -> None:
-    label, res, build = make_builder(args.config, args.device)
+    label, res, build = make_builder(args.config, args.device, args.resolution)
     data = load_dataset("shapes", resolution=res)
     data = data.take(args.train_samples, args.val_samples)
     sch = Schedule(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup,
@@ -268,44 +291,67 @@ def run_comparison(args: argparse.Namespace) -> None:
           f"batch {args.batch_size}, device {args.device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}\n", flush=True)
 
-    print("  engine:", flush=True)
-    eng_t = Timeline()
-    res_eng = train(model, data, sch, device=args.device, on_epoch=eng_t, compile=args.compile)
-    if res_eng.status != "ok":
-        print(f"  engine run ended {res_eng.status}: {res_eng.reason}")
+    cpu = args.device == "cpu"
+    rows = []  # (description, steady img/s, timeline, final val acc)
+
+    def engine_run(what: str, schedule: Schedule, how: str) -> tuple[Any, Timeline]:
+        print(f"  {what}:", flush=True)
+        model.load_state_dict(init)
+        timeline = Timeline()
+        r = train(model, data, schedule, device=args.device, on_epoch=timeline, compile=args.compile)
+        if r.status != "ok":
+            print(f"  {what} run ended {r.status}: {r.reason}")
+        desc = ("engine (uint8 on device, device aug, " + ("bf16" if not cpu else "fp32") + f", {r.memory_format}"
+                + (f" {how}" if cpu else "") + (", compile" if args.compile else "") + ")")
+        rows.append((desc, r.images_per_s_steady or 0.0, timeline,
+                     r.val_acc if r.val_acc is not None else float("nan")))
+        return r, timeline
+
+    if cpu:  # the engine as it was before its CPU layout rule: contiguous on a CPU, whatever the network
+        engine_run("engine, contiguous layout (before the CPU layout rule)",
+                   dataclasses.replace(sch, channels_last=False), "as before")
+    res_eng, _ = engine_run("engine", sch, "by the rule")
+    print(f"  the engine's layout rule picked {res_eng.memory_format}", flush=True)
+    if cpu and res_eng.memory_format == "contiguous":
+        # show what the rule declined: the same run forced to channels_last (the rule is private)
+        real_rule = engine._cpu_channels_last
+        engine._cpu_channels_last = lambda model, input_shape: True
+        try:
+            engine_run("engine forced to channels_last (the rule declined it)", sch, "forced")
+        finally:
+            engine._cpu_channels_last = real_rule
+        rows.insert(1, rows.pop())  # rows: as before, forced, by the rule
 
     print("  reference loop:", flush=True)
     model.load_state_dict(init)
     ref_t = Timeline()
     ref_hist = reference_train(model, data, sch, args.device, args.workers, ref_t)
+    rows.append((f"reference (DataLoader, CPU aug, fp32, {args.workers} workers)", _steady(ref_hist), ref_t,
+                 ref_hist[-1].val_acc if ref_hist else float("nan")))
 
-    eng_steady = res_eng.images_per_s_steady or 0.0
-    ref_steady = _steady(ref_hist)
-    eng_wall = eng_t.elapsed
-    ref_wall = ref_t.elapsed
-    eng_desc = "engine (uint8 on device, device aug" + (
-        ", bf16, channels_last" if args.device == "cuda" else ", fp32") + (", compile" if args.compile else "") + ")"
     targets = [args.target_acc]
-    reached = eng_t.time_to(args.target_acc) and ref_t.time_to(args.target_acc)
-    if not reached and eng_t.points and ref_t.points:
-        # also report a target both reached: 95% of the lower final accuracy
-        targets.append(round(0.95 * min(eng_t.points[-1][2], ref_t.points[-1][2]), 3))
-    ref_final = ref_hist[-1].val_acc if ref_hist else float("nan")
-    eng_final = res_eng.val_acc if res_eng.val_acc is not None else float("nan")
+    if not all(t.time_to(args.target_acc) for _, _, t, _ in rows) and all(t.points for _, _, t, _ in rows):
+        # also report a target all reached: 95% of the lowest final accuracy
+        targets.append(round(0.95 * min(t.points[-1][2] for _, _, t, _ in rows), 3))
     print()
     heads = " | ".join(f"time to val acc {t:.3g}" for t in targets)
     print(f"| loop | train img/s (steady) | {heads} | final val acc | train+eval wall |")
     print("|---|---:|" + "---:|" * len(targets) + "---:|---:|")
-    eng_cells = " | ".join(_fmt_t(eng_t.time_to(t)) for t in targets)
-    ref_cells = " | ".join(_fmt_t(ref_t.time_to(t)) for t in targets)
-    print(f"| {eng_desc} | {eng_steady:,.0f} | {eng_cells} | {eng_final:.3f} | {eng_wall:.1f} s |")
-    print(f"| reference (DataLoader, CPU aug, fp32, {args.workers} workers) | {ref_steady:,.0f} | {ref_cells} | "
-          f"{ref_final:.3f} | {ref_wall:.1f} s |")
+    for desc, ips, timeline, final in rows:
+        cells = " | ".join(_fmt_t(timeline.time_to(t)) for t in targets)
+        print(f"| {desc} | {ips:,.0f} | {cells} | {final:.3f} | {timeline.elapsed:.1f} s |")
     print()
-    print(f"throughput ratio engine/reference: {eng_steady / max(ref_steady, 1e-9):.2f}x; "
-          f"wall ratio reference/engine: {ref_wall / max(eng_wall, 1e-9):.2f}x")
+    eng, ref = rows[-2], rows[-1]
+    if cpu:
+        old = rows[0]
+        compared = [("forced channels_last", rows[1])] if len(rows) == 4 else []
+        for what, row in compared + [("engine", eng)]:
+            print(f"throughput ratio {what}/engine-contiguous: {row[1] / max(old[1], 1e-9):.2f}x; "
+                  f"wall ratio engine-contiguous/{what}: {old[2].elapsed / max(row[2].elapsed, 1e-9):.2f}x")
+    print(f"throughput ratio engine/reference: {eng[1] / max(ref[1], 1e-9):.2f}x; "
+          f"wall ratio reference/engine: {ref[2].elapsed / max(eng[2].elapsed, 1e-9):.2f}x")
     for t in targets:
-        e, r = eng_t.time_to(t), ref_t.time_to(t)
+        e, r = eng[2].time_to(t), ref[2].time_to(t)
         if e and r:
             print(f"time-to-accuracy {t:.3g} ratio reference/engine: {r[0] / e[0]:.2f}x")
         else:
@@ -384,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--config", default=None,
-                   help="preset name or config file; 'small' (default on CPU) or 'standin' (no pydantic needed)")
+                   help="preset name or config file; 'small' (default on CPU), 'cifar' (smallest resnext-cifar "
+                        "network) or 'standin' (no pydantic needed)")
     p.add_argument("--epochs", type=int, default=None, help="default: 3 on CPU, 15 on CUDA")
     p.add_argument("--train-samples", type=int, default=None, help="default: 3000 on CPU, all 20000 on CUDA")
     p.add_argument("--val-samples", type=int, default=None, help="default: 1000 on CPU, all 5000 on CUDA")
@@ -402,7 +449,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--synthetic", action="store_true", help="synthetic on-device data, eager vs compile")
     p.add_argument("--models", default=None, help="synthetic: comma-separated presets (resnet50,resnest50d)")
     p.add_argument("--modes", default="eager,compile", help="synthetic: eager,compile")
-    p.add_argument("--resolution", type=int, default=None, help="synthetic: input size (default 224)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input size (synthetic: default 224; otherwise the config's, e.g. 32 for an ImageNet preset)")
     p.add_argument("--steps", type=int, default=None, help="synthetic: steps per epoch (default 30 CUDA, 3 CPU)")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"

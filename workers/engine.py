@@ -7,7 +7,9 @@ Design choices, and why:
   one fused op: no DataLoader, no host-side per-sample work, no host->device copy per step.
 - bf16 autocast, ``channels_last`` and ``cudnn.benchmark`` on CUDA; optional ``torch.compile``
   of the training forward (evaluation runs eagerly, so varying eval batch shapes do not
-  recompile). On a CPU the same code runs in fp32, so CI exercises the real path.
+  recompile). On a CPU the same code runs in fp32, so CI exercises the real path, and in
+  ``channels_last`` where the network does most of its convolution work on large maps (see
+  :func:`_cpu_channels_last`: measured 1.3-1.8x faster there, no reliable gain elsewhere).
 - No host synchronisation per step: loss and accuracy accumulate on the device; the loss is
   checked for NaN/inf every ``Schedule.nan_check_every`` steps and at the end of every epoch,
   so divergence is detected within a bounded number of steps without stalling the pipeline.
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 Status = Literal["ok", "diverged", "oom", "stopped"]
+MemoryFormat = Literal["channels_last", "contiguous"]
 
 
 class StopTraining(Exception):  # noqa: N818 -- a control-flow signal, not an error
@@ -83,7 +86,7 @@ class Schedule:
     eval_every: int = 1  # evaluate every N epochs (the last epoch is always evaluated)
     nan_check_every: int = 50  # steps between non-finite loss checks (each costs one host sync)
     amp: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True  # (CUDA only)
+    channels_last: bool = True  # allowed: always on CUDA, on a CPU where it pays (_cpu_channels_last)
 
     def __post_init__(self) -> None:
         checks = [
@@ -155,7 +158,10 @@ class TrainResult:
     - ``peak_memory_bytes``: on CUDA ``torch.cuda.max_memory_allocated`` during the run
       (``peak_memory_kind = "cuda_max_allocated"``); on CPU the process's peak resident set size
       (``"process_max_rss"``), which covers the whole process lifetime, not just this run.
-    - ``model``: the trained module, moved back to the CPU (``None`` when ``keep_model=False``).
+    - ``memory_format``: the layout training and evaluation ran in, ``channels_last`` or
+      ``contiguous`` (see ``Schedule.channels_last``).
+    - ``model``: the trained module, moved back to the CPU in the default (contiguous) layout
+      (``None`` when ``keep_model=False``).
     """
 
     status: Status
@@ -177,6 +183,7 @@ class TrainResult:
     params: int
     device: str
     compiled: bool
+    memory_format: MemoryFormat = "contiguous"
     history: list[EpochRecord] = field(default_factory=list)
     schedule: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False, compare=False)
@@ -341,6 +348,52 @@ def _autocast(device: torch.device, amp: bool):
                           enabled=amp and device.type == "cuda")
 
 
+# channels_last on a CPU pays where most of the convolution work is on large maps. Measured with
+# this engine (2 threads, batch 256, 32 x 32 input; BENCHMARKS.md): CIFAR-style networks, whose
+# maps are 32, 16 and 8 px (58-85% of the multiply-adds on >= 16 x 16), train 1.3-1.8x faster;
+# ImageNet-style ones run at 32 px, whose maps are 8 px down to 1 px after the stride-4 stem
+# (5-37%), anywhere from 0.4x to 1.2x (resnest50d 0.86x). A static rule rather than timing a few
+# steps of each layout per candidate: such a probe mis-ranked the layouts under a busy neighbour
+# on these shared 2-core machines, and a layout that depends on load would make seeded runs differ.
+_CL_LARGE_MAP = 16 * 16  # pixels
+_CL_MIN_SHARE = 0.5  # of the convolution multiply-adds
+
+
+def _cpu_channels_last(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` (on the CPU) runs in ``channels_last`` on ``(C, H, W)`` inputs: at least
+    half of its convolution multiply-adds produce maps of 16 x 16 pixels or more.
+
+    One batch-1 forward of zeros in eval mode under ``inference_mode``, with hooks on the ``Conv2d``
+    layers; parameters, batch-norm statistics, the train/eval mode and the CPU RNG are left as they were.
+    """
+    macs = [0, 0]  # all, on large maps
+
+    def count(conv: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+        n = out[0].numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
+        macs[0] += n
+        if out.shape[-2] * out.shape[-1] >= _CL_LARGE_MAP:
+            macs[1] += n
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return macs[0] > 0 and macs[1] >= _CL_MIN_SHARE * macs[0]
+
+
+def _use_channels_last(allowed: bool, model: nn.Module, device: torch.device, input_shape: tuple[int, ...]) -> bool:
+    """The layout rule behind ``Schedule.channels_last``: when allowed, always on CUDA; on a CPU
+    where :func:`_cpu_channels_last` says; never on other devices (not measured)."""
+    if not allowed or device.type not in ("cuda", "cpu"):
+        return False
+    return device.type == "cuda" or _cpu_channels_last(model, input_shape)
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -355,10 +408,19 @@ def evaluate(
     """Top-1 accuracy (fraction) and mean cross-entropy of ``model`` on uint8 images ``x``.
 
     ``model.eval()`` + ``inference_mode``; one host sync at the end. The model's train/eval mode
-    is restored afterwards.
+    is restored afterwards. ``channels_last`` allows that layout for the batches, as
+    ``Schedule.channels_last`` does: always on CUDA, on a CPU where :func:`_cpu_channels_last` says.
     """
     device = _resolve_device(device)
-    norm = _Normalizer(mean, std, device, channels_last and device.type == "cuda")
+    channels_last = _use_channels_last(channels_last, model, device, tuple(x.shape[1:]))
+    return _evaluate(model, x, y, mean, std, device, batch_size, amp, channels_last)
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: tuple[float, ...],
+              std: tuple[float, ...], device: torch.device, batch_size: int, amp: bool,
+              channels_last: bool) -> tuple[float, float]:
+    """:func:`evaluate` with the layout already decided (the engine decides once per run)."""
+    norm = _Normalizer(mean, std, device, channels_last)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -476,7 +538,7 @@ def train(
     model = _build(model_or_config, data)
     params = sum(p.numel() for p in model.parameters())
     is_cuda = device.type == "cuda"
-    channels_last = schedule.channels_last and is_cuda
+    channels_last = False  # decided once the model is on the device
     if is_cuda:
         torch.cuda.reset_peak_memory_stats(device)
     prev_benchmark = torch.backends.cudnn.benchmark
@@ -490,6 +552,7 @@ def train(
     try:
         torch.backends.cudnn.benchmark = is_cuda or prev_benchmark
         model.to(device)
+        channels_last = _use_channels_last(schedule.channels_last, model, device, tuple(data.train_x.shape[1:]))
         if channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
@@ -525,6 +588,8 @@ def train(
         for p in model.parameters():
             p.grad = None
         model.to("cpu")
+        if channels_last:  # hand back the default layout: latency, export or another run start from it
+            model.to(memory_format=torch.contiguous_format)
         gc.collect()
         if is_cuda:
             torch.cuda.empty_cache()
@@ -558,6 +623,7 @@ def train(
         params=params,
         device=str(device),
         compiled=compile,
+        memory_format="channels_last" if channels_last else "contiguous",
         history=history,
         schedule=schedule.to_dict(),
         model=model if keep_model else None,
@@ -630,8 +696,8 @@ def _loop(
         val_acc = val_loss = None
         t1 = time.perf_counter()
         if epoch % sch.eval_every == 0 or epoch == sch.epochs:
-            val_acc, val_loss = evaluate(model, state["val_x"], state["val_y"], data.mean, data.std, device,
-                                         sch.eval_batch_size, sch.amp, channels_last)
+            val_acc, val_loss = _evaluate(model, state["val_x"], state["val_y"], data.mean, data.std, device,
+                                          sch.eval_batch_size, sch.amp, channels_last)
             if not math.isfinite(val_loss):
                 raise _Diverged(f"validation loss is non-finite after epoch {epoch}")
         record = EpochRecord(

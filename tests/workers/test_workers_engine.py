@@ -79,7 +79,7 @@ def test_simulated_oom_is_reported_and_returns(small_shapes, tiny_net, monkeypat
     real_forward = model.forward
 
     def forward(x):
-        calls["n"] += 1
+        calls["n"] += model.training  # training steps only, not the layout rule's eval-mode forward
         if calls["n"] == 3:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_forward(x)
@@ -190,6 +190,45 @@ def test_evaluate_matches_a_plain_loop(small_shapes, tiny_net):
     assert acc == pytest.approx(float((logits.argmax(1) == y).float().mean()))
     assert loss == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-4)
     assert not model.training
+
+
+def test_channels_last_on_cpu_trains_like_contiguous(small_shapes, tiny_net, monkeypatch):
+    # long enough to learn (0.30 here; chance is 0.10), so equal accuracies say something
+    off = train(tiny_net(), small_shapes, Schedule(epochs=2, channels_last=False, **FAST))
+    monkeypatch.setattr(engine, "_cpu_channels_last", lambda model, shape: True)  # forced on
+    on = train(tiny_net(), small_shapes, Schedule(epochs=2, **FAST))
+    assert (off.memory_format, on.memory_format) == ("contiguous", "channels_last")
+    assert on.to_dict()["memory_format"] == "channels_last"
+    # a different kernel order, not a different training: same data, augmentation and schedule
+    assert off.val_acc > 0.2 and on.val_acc == pytest.approx(off.val_acc, abs=0.02)
+    assert on.train_loss == pytest.approx(off.train_loss, rel=0.02)
+    # the model comes back in the default layout
+    assert all(p.is_contiguous() for p in on.model.parameters())
+
+
+def test_cpu_layout_rule_follows_the_map_sizes(small_shapes, tiny_net):
+    from nas.search_spaces import build_model, parse_config
+
+    # TinyNet at 32 px: 58% of its convolution work on 32 and 16 px maps -> channels_last
+    r = train(tiny_net(), small_shapes.take(256, 100), Schedule(epochs=1, **FAST))
+    assert r.memory_format == "channels_last"
+    # an ImageNet-style stem (stride 4) at 32 px: maps of 8 px and less -> contiguous
+    imagenet_style = build_model(parse_config({
+        "resolution": 32, "classes": 10, "stem": {"type": "deep", "width": 16},
+        "stages": [{"depth": 2, "width": 64, "group_width": 16, "stride": 1},
+                   {"depth": 1, "width": 128, "group_width": 32}]}))
+    assert not engine._cpu_channels_last(imagenet_style, (3, 32, 32))
+    assert engine._cpu_channels_last(imagenet_style, (3, 128, 128))  # the same net on larger images
+    # the rule leaves the model and the RNG as they were
+    model = tiny_net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert engine._cpu_channels_last(model, (3, 32, 32))
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # False is never, whatever the rule says
+    assert train(tiny_net(), small_shapes.take(256, 100),
+                 Schedule(epochs=1, channels_last=False, **FAST)).memory_format == "contiguous"
 
 
 # ---------------------------------------------------------------------------------------------
