@@ -28,7 +28,8 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-from collections.abc import Container, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, distribution_to_json
@@ -37,12 +38,25 @@ from optuna.study._frozen import FrozenStudy
 from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.fault_points import point
+from nas.storage import Retrying, with_retries
+
+#: The system attribute holding the token of the write that created a trial (idempotent retries).
+WRITE_TOKEN = "nas:write"
+#: The user attributes a commit guard sees of every trial.
+GUARD_KEYS = ("arch_hash", "outcome")
+Guard = Callable[[list[tuple[int, TrialState, dict[str, Any]]]], "str | None"]
+
+
+class Refused(Exception):  # noqa: N818 -- a decision, not a failure
+    """A guard refused to write a trial; ``str(exc)`` is its reason."""
+
 
 class DeferredStorage(BaseStorage):
     def __init__(self, backend: BaseStorage) -> None:
-        self.backend = backend
         inner = getattr(backend, "_backend", backend)  # Optuna wraps RDBStorage in a read cache
         self._rdb: RDBStorage | None = inner if isinstance(inner, RDBStorage) else None
+        self.backend = Retrying(backend)  # a dropped connection is retried, not fatal
         self._pending: dict[int, tuple[int, FrozenTrial]] = {}  # pending id -> (study id, trial)
         self._committed: dict[int, int] = {}  # pending id -> database id, for late callers
         self._written: dict[int, FrozenTrial] = {}  # pending id -> the trial as just written
@@ -53,10 +67,21 @@ class DeferredStorage(BaseStorage):
     def is_pending(self, trial_id: int) -> bool:
         return trial_id in self._pending
 
-    def commit(self, trial_id: int) -> FrozenTrial:
-        """Write a pending trial as RUNNING (one transaction); returns it with its database id and number."""
+    def commit(self, trial_id: int, guard: Guard | None = None) -> FrozenTrial:
+        """Write a pending trial as RUNNING (one transaction); returns it with its database id and number.
+
+        ``guard`` sees every trial of the study (number, state, the attributes in :data:`GUARD_KEYS`)
+        inside that transaction, after it has taken the study's write lock, and may refuse with a
+        reason (:class:`Refused`; the trial stays pending). Several drivers then never both start
+        the same architecture, nor start more trials than the study wants: the check and the write
+        are one step. On a journal file (no transactions) the check is made just before the write.
+        """
         study_id, trial = self._pending.pop(trial_id)
-        trial._trial_id, trial.number = self._insert(study_id, trial)
+        try:
+            trial._trial_id, trial.number = self._insert(study_id, trial, guard)
+        except Refused:
+            self._pending[trial_id] = (study_id, trial)
+            raise
         self._committed[trial_id] = trial._trial_id
         return trial
 
@@ -66,8 +91,12 @@ class DeferredStorage(BaseStorage):
 
     def update(self, trial_id: int, state: TrialState | None = None, values: Sequence[float] | None = None,
                user_attrs: Mapping[str, Any] | None = None, system_attrs: Mapping[str, Any] | None = None) -> None:
-        """Attributes, then values and state, of a written trial, in one transaction on RDB backends."""
-        trial_id = self._real(trial_id)
+        """Attributes, then values and state, of a written trial, in one transaction on RDB backends
+        (retried if the connection drops; a retry after a commit whose answer was lost is a no-op)."""
+        with_retries(self._update, self._real(trial_id), state, values, user_attrs, system_attrs)
+
+    def _update(self, trial_id: int, state: TrialState | None, values: Sequence[float] | None,
+                user_attrs: Mapping[str, Any] | None, system_attrs: Mapping[str, Any] | None) -> None:
         user_attrs, system_attrs = dict(user_attrs or {}), dict(system_attrs or {})
         if self._rdb is None:
             for k, v in user_attrs.items():
@@ -82,6 +111,8 @@ class DeferredStorage(BaseStorage):
 
         with _create_scoped_session(self._rdb.scoped_session) as session:
             trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            if state is not None and state.is_finished() and trial.state == state:
+                return  # written already (a retry after a commit whose answer the dropped connection lost)
             self._rdb.check_trial_is_updatable(trial_id, trial.state)
             for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
                                  (models.TrialSystemAttributeModel, system_attrs)):
@@ -102,21 +133,56 @@ class DeferredStorage(BaseStorage):
                 trial.state = state
                 if state.is_finished():
                     trial.datetime_complete = datetime.datetime.now()
+            point("write")
 
     def _real(self, trial_id: int) -> int:
         return self._committed.get(trial_id, trial_id)
 
-    def _insert(self, study_id: int, trial: FrozenTrial) -> tuple[int, int]:
+    def _insert(self, study_id: int, trial: FrozenTrial, guard: Guard | None = None) -> tuple[int, int]:
         """Write a whole trial (params, values, attributes, state) in one transaction; returns its
         database id and number."""
         if self._rdb is None:
+            if guard is not None:
+                seen = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS})
+                        for t in self.backend.get_all_trials(study_id, deepcopy=False)]
+                reason = guard(seen)
+                if reason:
+                    raise Refused(reason)
             tid = self.backend.create_new_trial(study_id, template_trial=trial)
             return tid, self.backend.get_trial_number_from_id(tid)
+        # A write token makes a retry idempotent: if the connection dropped after the commit, the
+        # retry finds the trial the first attempt wrote instead of writing it twice.
+        token = uuid.uuid4().hex
+        trial.system_attrs[WRITE_TOKEN] = token
+        attempts = iter(range(1000))
+        return with_retries(lambda: self._insert_once(study_id, trial, guard, token, next(attempts) > 0))
+
+    def _insert_once(self, study_id: int, trial: FrozenTrial, guard: Guard | None, token: str,
+                     retry: bool) -> tuple[int, int]:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import update
 
+        assert self._rdb is not None
         with _create_scoped_session(self._rdb.scoped_session) as session:
-            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers stay unique
+            # Take the study's write lock first (a row lock on PostgreSQL, the database's on SQLite,
+            # where SELECT ... FOR UPDATE takes none): trial numbers stay unique, and a guard's view
+            # cannot change before the write.
+            session.execute(update(models.StudyModel).where(models.StudyModel.study_id == study_id)
+                            .values(study_name=models.StudyModel.study_name))
+            if retry:
+                written = (session.query(models.TrialModel.trial_id, models.TrialModel.number)
+                           .join(models.TrialSystemAttributeModel,
+                                 models.TrialSystemAttributeModel.trial_id == models.TrialModel.trial_id)
+                           .filter(models.TrialModel.study_id == study_id,
+                                   models.TrialSystemAttributeModel.key == WRITE_TOKEN,
+                                   models.TrialSystemAttributeModel.value_json == json.dumps(token)).first())
+                if written is not None:
+                    return written[0], written[1]
+            if guard is not None:
+                reason = guard(self._guard_view(session, study_id))
+                if reason:
+                    raise Refused(reason)  # rolled back: nothing written
             row = models.TrialModel(study_id=study_id, number=None, state=trial.state,
                                     datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
             session.add(row)
@@ -141,8 +207,24 @@ class DeferredStorage(BaseStorage):
                                                                intermediate_value_type=kind))
             session.add_all(rows)
             number = row.number = row.count_past_trials(session)
+            point("write")
         self._n_trials[study_id] = max(self._n_trials.get(study_id, 0), number + 1)
         return tid, number
+
+    @staticmethod
+    def _guard_view(session: Any, study_id: int) -> list[tuple[int, TrialState, dict[str, Any]]]:
+        from optuna.storages._rdb import models
+
+        attrs: dict[int, dict[str, Any]] = {}
+        q = (session.query(models.TrialUserAttributeModel.trial_id, models.TrialUserAttributeModel.key,
+                           models.TrialUserAttributeModel.value_json)
+             .join(models.TrialModel, models.TrialModel.trial_id == models.TrialUserAttributeModel.trial_id)
+             .filter(models.TrialModel.study_id == study_id, models.TrialUserAttributeModel.key.in_(GUARD_KEYS)))
+        for tid, key, value in q:
+            attrs.setdefault(tid, {})[key] = json.loads(value)
+        trials = session.query(models.TrialModel.trial_id, models.TrialModel.number, models.TrialModel.state).filter(
+            models.TrialModel.study_id == study_id)
+        return [(number, state, attrs.get(tid, {})) for tid, number, state in trials]
 
     # ---- studies: pass through ----------------------------------------------------------------
     def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:

@@ -56,6 +56,8 @@ class SearchOptions:
     grace: int | None = None
     eta: int = 3
     artifacts: str | None = None
+    trial_timeout: float | None = None
+    trial_resources: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,24 @@ class Plan:
 def _positive(name: str, value: float | None, minimum: float = 1) -> None:
     if value is not None and not value >= minimum:
         raise UserError(f"--{name} must be at least {minimum:g}, got {value:g}")
+
+
+def parse_resources(text: str | None) -> dict[str, float]:
+    """``--trial-resources fast=1,ssd=0.5``: custom Ray resources every trial needs."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, amount = part.partition("=")
+        try:
+            value = float(amount) if sep else 1.0
+        except ValueError:
+            value = -1.0
+        if not name.strip() or value <= 0 or name.strip().upper() in ("CPU", "GPU"):
+            raise UserError(f"--trial-resources: cannot read {part.strip()!r}; expected NAME=AMOUNT pairs such as "
+                            f"fast=1 (CPUs and GPUs have their own options)")
+        out[name.strip()] = value
+    return out
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
@@ -154,6 +174,9 @@ def prepare(opts: SearchOptions) -> Plan:
         raise UserError(f"--lr must be a positive number, got {opts.lr}")
     if opts.device == "cpu" and opts.gpus_per_trial:
         raise UserError("--gpus-per-trial with --device cpu: drop one of them")
+    if opts.trial_timeout is not None and not opts.trial_timeout > 0:
+        raise UserError(f"--trial-timeout must be a positive number of seconds, got {opts.trial_timeout:g}")
+    parse_resources(opts.trial_resources)
     if opts.eta < 2:
         raise UserError(f"--eta must be at least 2 (the top 1/eta of each rung continues), got {opts.eta}")
     _positive("grace", opts.grace)
@@ -219,12 +242,16 @@ class Resources:
     cpus_per_trial: float
     gpus_per_trial: float
     concurrency: int
+    custom: tuple[tuple[str, float], ...] = ()
 
-    def as_tune(self) -> dict[str, float]:
-        return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+    def as_tune(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        if self.custom:
+            out["custom_resources"] = dict(self.custom)
+        return out
 
 
-def resources_for(opts: SearchOptions, cpus: float, gpus: float) -> Resources:
+def resources_for(opts: SearchOptions, cpus: float, gpus: float, cluster: dict[str, float] | None = None) -> Resources:
     """Device and per-trial resources from the options and what the cluster has."""
     if opts.device == "cuda" and not gpus:
         raise UserError("--device cuda but the Ray cluster has no GPU; use --device cpu")
@@ -242,8 +269,15 @@ def resources_for(opts: SearchOptions, cpus: float, gpus: float) -> Resources:
     fit = int(cpus // cpt)
     if gpt > 0:
         fit = min(fit, int(gpus // gpt))
+    custom = parse_resources(opts.trial_resources)
+    for name, amount in custom.items():
+        have = (cluster or {}).get(name, 0.0)
+        if have < amount:
+            raise UserError(f"--trial-resources {name}={amount:g} but the Ray cluster has {have:g} {name}")
+        fit = min(fit, int(have // amount))
     concurrency = opts.max_concurrent or max(1, fit)
-    return Resources(device=device, cpus_per_trial=cpt, gpus_per_trial=gpt, concurrency=concurrency)
+    return Resources(device=device, cpus_per_trial=cpt, gpus_per_trial=gpt, concurrency=concurrency,
+                     custom=tuple(custom.items()))
 
 
 def make_sampler(name: str, seed: int, trials: int) -> Any:
@@ -359,7 +393,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         _check_study(plan, guess)
     cluster = connect(opts.address)
     try:
-        res = resources_for(opts, cluster.cpus, cluster.gpus)
+        res = resources_for(opts, cluster.cpus, cluster.gpus, cluster.resources)
         fid, settings = _check_study(plan, res.device)
         plan.opts.trials = fid.trials
         print_plan(plan, settings, res, cluster.describe(), out)
@@ -377,7 +411,8 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
                   f"again as trial {queued}", file=out)
         spec = TrialSpec(config={}, dataset=plan.dataset_name, schedule=settings.schedule, device=res.device,
                          train_limit=fid.train_images, val_limit=fid.val_images,
-                         latency="latency" in plan.objectives, threads=max(1, int(res.cpus_per_trial))).to_dict()
+                         latency="latency" in plan.objectives, threads=max(1, int(res.cpus_per_trial)),
+                         time_limit_s=opts.trial_timeout).to_dict()
         # What is in the study, not the proposals still held in this process's memory.
         progress = Progress(lambda: [TrialRecord.from_frozen(t) for t in storage.backend.get_all_trials(
             study._study_id, deepcopy=False)], fid.trials, res.concurrency, plan.objectives,
@@ -396,6 +431,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         def step() -> None:
             driver.beat()
             progress.tick()
+            cluster.watch()
 
         with Interrupt(on_first=stopping) as interrupt:
             try:

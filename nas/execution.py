@@ -15,15 +15,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nas.search_spaces.errors import UserError
@@ -58,6 +60,17 @@ class Cluster:
     gpus: float
     nodes: int
     owned: bool  # started by this process: shut it down at the end
+    resources: dict[str, float] = field(default_factory=dict)  # every resource of the cluster, in total
+    reaper: Any = None  # for an owned cluster: ends its processes if this driver dies (nas.reaper)
+    _last_watch: float = 0.0
+
+    def watch(self) -> None:
+        """Keep the reaper's list of the cluster's processes current (every few seconds)."""
+        import time
+
+        if self.reaper is not None and time.monotonic() - self._last_watch > 5.0:
+            self._last_watch = time.monotonic()
+            self.reaper.watch_children()
 
     def describe(self) -> str:
         where = "local cluster" if self.address is None else f"cluster at {self.address}"
@@ -95,16 +108,39 @@ def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
         pass  # an embedding program (or the test suite) already holds a session: use it
     elif address:
         try:
-            ray.init(address=address, **kwargs)
+            with _quiet_stderr():  # Ray's C++ client retries loudly before it gives up
+                ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as exc:
-            raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
-    else:
+            hint = ("; a cluster made by 'ray start' uses token authentication: join it with RAY_AUTH_MODE=token "
+                    "and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)" if "RAY_AUTH_MODE" not in os.environ else "")
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]}){hint}") \
+                from None
+    reaper = None
+    if not ray.is_initialized() and not address:
+        from nas.reaper import Reaper
+
+        reaper = Reaper()  # its own session: it outlives this process, however that ends
         ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
         owned = True
+        reaper.watch_children()
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return Cluster(address=address, cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), nodes=nodes,
-                   owned=owned)
+                   owned=owned, reaper=reaper, resources={k: float(v) for k, v in res.items()})
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send the process's stderr (file descriptor 2, where C++ libraries write) to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def disconnect(cluster: Cluster) -> None:
@@ -112,6 +148,8 @@ def disconnect(cluster: Cluster) -> None:
 
     if cluster.owned and ray.is_initialized():
         ray.shutdown()
+    if cluster.reaper is not None:
+        cluster.reaper.close()
 
 
 class Interrupt:
@@ -161,7 +199,7 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_interrupt_stopper(interrupt),
-                                      callbacks=[_tick_callback(on_step)],
+                                      callbacks=[_tick_callback(on_step, getattr(searcher, "tune_trials", None))],
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
@@ -196,12 +234,14 @@ def _interrupt_stopper(interrupt: Interrupt) -> Any:
     return StopWhenInterrupted(interrupt.event)
 
 
-def _tick_callback(on_step: Callable[[], None]) -> Any:
+def _tick_callback(on_step: Callable[[], None], registry: dict[str, Any] | None) -> Any:
+    """Calls ``on_step`` every controller step, and files every Tune trial object in ``registry``
+    by id (the searcher reads a failed trial's error from it: Tune tells searchers only that it failed)."""
     from ray.tune import Callback
 
     class Tick(Callback):
-        def __init__(self, fn: Callable[[], None]) -> None:
-            self.fn = fn
+        def __init__(self, fn: Callable[[], None], trials: dict[str, Any] | None) -> None:
+            self.fn, self.trials = fn, trials
 
         def __getstate__(self) -> dict[str, Any]:
             return {}
@@ -209,6 +249,10 @@ def _tick_callback(on_step: Callable[[], None]) -> Any:
         def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
             self.fn()
 
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if self.trials is not None:
+                self.trials[trial.trial_id] = trial
+
     Tick.__module__, Tick.__qualname__ = __name__, "Tick"
     globals()["Tick"] = Tick
-    return Tick(on_step)
+    return Tick(on_step, registry)

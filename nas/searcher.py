@@ -29,13 +29,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from nas.deferred_storage import DeferredStorage
+from nas.deferred_storage import DeferredStorage, Guard, Refused
+from nas.fault_points import point
 from nas.pareto import dominates, to_minimisation
 from nas.records import (
     COMPLETE,
@@ -60,6 +62,7 @@ from nas.search_spaces.sampler import feasible_architectures
 from nas.search_spaces.space import SearchSpace
 from nas.study import enqueue_retry
 from nas.weights import WeightsKeeper
+from nas.workers.faults import planned
 
 #: Stop proposing after this many proposals in a row that were not worth training (a sampler that
 #: keeps repeating itself, or a budget that leaves little of a large space).
@@ -113,6 +116,7 @@ class StudySearcher(Searcher):
         self.target, self.driver_id, self.spec = target, driver_id, spec
         self.on_event = on_event or (lambda event: None)
         self.weights = weights
+        self.tune_trials: dict[str, Any] = {}  # Tune's trial objects by id (filed by nas.execution)
         self.running: dict[str, Running] = {}  # Tune trial id -> trial
         self.held: list[Held] = []
         self.stall = 0
@@ -123,6 +127,7 @@ class StudySearcher(Searcher):
         self._seen: dict[int, str] = {}  # trial number -> state last seen, for incremental sync
         self._trained = self._in_flight = 0
         self._waiting = False
+        self._dispatched = 0
         # A small space is enumerated once: the search then knows when every architecture within
         # the budget has been trained (or is training) and stops asking at once.
         self._feasible = feasible_architectures(space, settings.budget_high, settings.budget_low)
@@ -174,7 +179,9 @@ class StudySearcher(Searcher):
         self.sync()
         promoted = self._resolve_held()
         if promoted is not None:
-            return self._dispatch(trial_id, promoted.trial, promoted.arch_hash)
+            config = self._dispatch(trial_id, promoted.trial, promoted.arch_hash)
+            if config is not None:
+                return config
         if self.remaining <= 0 or self.exhausted:
             return Searcher.FINISHED if not self.held and not self.running else None
         if self._feasible is not None and self._feasible <= set(self._finished_index) | set(self._running_elsewhere):
@@ -182,7 +189,7 @@ class StudySearcher(Searcher):
             self.on_event({"kind": "exhausted", "architectures": len(self._feasible)})
             return Searcher.FINISHED if not self.held and not self.running else None
         deadline = time.monotonic() + SUGGEST_BUDGET_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.remaining > 0:
             if self.stall >= STALL_PROPOSALS:
                 self.exhausted = True
                 self.on_event({"kind": "exhausted", "proposals": self.stall})
@@ -221,8 +228,7 @@ class StudySearcher(Searcher):
             return
         if error or result is None:
             state, outcome = TrialState.FAIL, FAILED
-            attrs["reason"] = (f"its worker died {run.restarts + 1} time(s); Ray Tune's retries are spent"
-                               + (f" (last on {_where(result).get('host')})" if result else ""))
+            attrs["reason"] = self._tune_error(trial_id)
             attrs["curve"] = run.curve
         elif result.get("final"):
             attrs.update(_final_attrs(result))
@@ -234,7 +240,8 @@ class StudySearcher(Searcher):
                     attrs["reason"] = "error: an objective was not measured (latency)"
             else:
                 state, outcome = TrialState.FAIL, FAILED
-                where = f" (on {result.get('host')})" if result.get("status") == "error" else ""
+                node = str(result.get("node") or "")[:8]
+                where = f" (on node {node} of {result.get('host')})" if result.get("status") == "error" else ""
                 attrs["reason"] = f"{result.get('status')}: {result.get('reason')}{where}"
         else:  # no final report and no error: a scheduler stopped it
             state, outcome = TrialState.PRUNED, PRUNED
@@ -257,6 +264,21 @@ class StudySearcher(Searcher):
         self._finished_index.setdefault(run.arch_hash, record)
         self.on_event({"kind": "finished", "record": record})
         self._resolve_held()
+
+    def _tune_error(self, tune_id: str) -> str:
+        """Why Ray Tune gave a trial up (its worker died, or something raised outside the trainable),
+        from the error Tune wrote for it: one line."""
+        trial = self.tune_trials.get(tune_id)
+        failures = getattr(trial, "num_failures", 0) or 1
+        text = ""
+        try:
+            text = Path(trial.error_file).read_text() if trial is not None and trial.error_file else ""
+        except OSError:
+            pass
+        last = text.rsplit("Failure #", 1)[-1].splitlines()[1:] if text else []
+        lines = [ln.strip() for ln in last if ln.strip() and not ln.startswith((" ", "Traceback", "File "))]
+        detail = next((ln for ln in lines if "Error" in ln or "error" in ln), lines[0] if lines else "")
+        return f"failed {failures} time(s), Ray Tune's retries are spent" + (f": {detail[:300]}" if detail else "")
 
     def _values(self, run: Running, result: dict[str, Any]) -> list[float]:
         """The objectives: accuracy and latency as measured; FLOPs and params as the study recorded
@@ -306,10 +328,13 @@ class StudySearcher(Searcher):
             return None
         return self._dispatch(tune_id, trial, h)
 
-    def _dispatch(self, tune_id: str, trial: optuna.Trial, arch_hash: str) -> dict[str, Any]:
+    def _dispatch(self, tune_id: str, trial: optuna.Trial, arch_hash: str) -> dict[str, Any] | None:
         """Write the trial RUNNING under this driver (one transaction) and hand it to Tune, with
-        its config at the training resolution and classes (and that complexity recorded too)."""
-        self.stall = 0
+        its config at the training resolution and classes (and that complexity recorded too).
+
+        The write is guarded (:meth:`_claim`): if, by then, another driver has started or trained
+        this architecture, or the study has all the trials it wants, the proposal is held,
+        recorded as a duplicate, or dropped, and ``None`` is returned."""
         s = self.settings
         config = parse_config(trial.user_attrs["config"], source=f"trial {trial.number}")
         train_config = config.with_input(resolution=s.train_resolution, classes=s.classes)
@@ -319,9 +344,14 @@ class StudySearcher(Searcher):
             trial.set_user_attr(key, value)
         self.storage.set_trial_system_attr(trial._trial_id, DRIVER_ATTR, self.driver_id)
         if self.storage.is_pending(trial._trial_id):
-            frozen = self.storage.commit(trial._trial_id)
+            try:
+                frozen = self.storage.commit(trial._trial_id, guard=self._claim(arch_hash))
+            except Refused as refused:
+                self._refused(trial, arch_hash, str(refused))
+                return None
         else:
             frozen = self.storage.get_trial(trial._trial_id)
+        self.stall = 0
         attrs = frozen.user_attrs
         run = Running(frozen, arch_hash, time.time())
         self.running[tune_id] = run
@@ -329,9 +359,43 @@ class StudySearcher(Searcher):
         self._in_flight += 1
         self.on_event({"kind": "started", "number": frozen.number, "arch": attrs.get("arch"),
                        "flops": attrs.get("flops")})
+        self._dispatched += 1
+        point("dispatch")
         return {"nas": {"trial_number": frozen.number, "spec": {**self.spec, "config": train_config.to_dict()},
                         "constants": {"flops": float(attrs["flops"]), "params": float(attrs["n_params"])},
-                        "weights_box": self.weights.box_name if self.weights else None}}
+                        "weights_box": self.weights.box_name if self.weights else None,
+                        "fault": planned(self._dispatched), "key": f"{self.driver_id}-{frozen.number}"}}
+
+    def _claim(self, arch_hash: str) -> Guard:
+        """The commit guard: refuse an architecture running or trained in the study (by any driver),
+        and any trial beyond the study's target of trained plus running trials."""
+
+        def guard(trials: list[tuple[int, TrialState, dict[str, Any]]]) -> str | None:
+            busy = 0
+            for number, state, attrs in trials:
+                if state == TrialState.RUNNING:
+                    busy += 1
+                    if attrs.get("arch_hash") == arch_hash:
+                        return f"running {number}"
+                elif attrs.get("outcome") in TRAINED:
+                    busy += 1
+                    if attrs.get("arch_hash") == arch_hash:
+                        return f"trained {number}"
+            return "target" if busy >= self.target else None
+
+        return guard
+
+    def _refused(self, trial: optuna.Trial, arch_hash: str, reason: str) -> None:
+        kind, _, number = reason.partition(" ")
+        self.sync()  # another driver wrote meanwhile: see what it wrote
+        original = self._finished_index.get(arch_hash)
+        if kind == "trained" and original is not None:
+            self._record_duplicate(trial, dict(trial.user_attrs), original)
+        elif kind == "running":
+            self.held.append(Held(trial, arch_hash, int(number)))
+            self.stall += 1
+        else:  # the study has every trial it wants: this proposal is not made
+            self.storage.discard(trial._trial_id)
 
     def _set_constraints(self, trial: optuna.Trial, flops: int | None) -> bool:
         """Budget constraints (<= 0 feasible): relative excess over the high end, and below the low

@@ -160,7 +160,8 @@ def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
         _probe_server(url)
         engine_kwargs = {"pool_pre_ping": True}
         if url.get_backend_name() == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+            # application_name: an administrator sees (and a test can single out) nas's connections.
+            engine_kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "nas"}
     try:
         return optuna.storages.RDBStorage(su.url, engine_kwargs=engine_kwargs)
     except Exception as exc:  # sqlalchemy OperationalError/DatabaseError, a schema of another version
@@ -171,3 +172,50 @@ def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc  # sqlalchemy wraps the driver's error
     text = str(orig).strip().splitlines()
     return (text[0] if text else type(orig).__name__)[:240]
+
+
+# ---- riding out a dropped connection ---------------------------------------------------------------
+
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)  # about 16 s in all: a database restart, a dropped link
+
+
+def transient(exc: BaseException) -> bool:
+    """A storage error worth retrying: the connection dropped (terminated by the server, a network
+    cut) or the database was busy. Optuna wraps SQLAlchemy's errors in StorageInternalError."""
+    from sqlalchemy import exc as sa_exc
+
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 5:
+        if isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+            return True
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried while it fails with a :func:`transient` error."""
+    import time
+
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if delay is None or not transient(exc):
+                raise
+            time.sleep(delay)
+
+
+class Retrying:
+    """A storage whose every call rides out a dropped connection (:func:`with_retries`)."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._storage, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: with_retries(attr, *args, **kwargs)

@@ -75,6 +75,11 @@ def resolve_study_name(storage: Any, name: str | None) -> str:
 
 def _check_settings(study: optuna.Study, name: str, settings: StudySettings) -> None:
     stored = StudySettings.from_attrs(study.user_attrs)
+    for _ in range(20):  # another driver may have created the study an instant ago: its settings follow
+        if stored is not None or study.trials:
+            break
+        time.sleep(0.25)
+        stored = StudySettings.from_attrs(study.user_attrs)
     if stored is None:
         raise UserError(f"study {name!r} exists but was not made by 'nas search'; pick another --study")
     diff = stored.differences(settings)

@@ -54,7 +54,7 @@ __all__ = [
     "train",
 ]
 
-Status = Literal["ok", "diverged", "oom", "stopped"]
+Status = Literal["ok", "diverged", "oom", "stopped", "timeout"]
 MemoryFormat = Literal["channels_last", "contiguous"]
 
 
@@ -487,6 +487,10 @@ class _Diverged(Exception):  # noqa: N818 -- internal control flow
     pass
 
 
+class _TimedOut(Exception):  # noqa: N818 -- internal control flow
+    pass
+
+
 class _Stop(Exception):  # noqa: N818 -- internal control flow
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -512,6 +516,7 @@ def train(
     compile: bool = False,
     keep_model: bool = True,
     save_path: str | os.PathLike[str] | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train a model (an ``nn.Module``, or an architecture config built with ``build_model``) on
     ``data.train_*`` and evaluate on ``data.val_*``.
@@ -519,6 +524,8 @@ def train(
     ``on_epoch(record)`` is called after each epoch (after evaluation on evaluated epochs); a
     truthy return or a :class:`StopTraining` raised from it stops training (status ``stopped``);
     any other exception propagates. ``compile`` wraps the training forward in ``torch.compile``.
+    ``time_limit_s`` bounds the run (checked after every step; status ``timeout`` when exceeded: a
+    cooperative limit, so a single step that never returns is not interrupted).
     ``save_path`` writes the final weights when the status is ``ok`` or ``stopped``. The global
     torch RNG is seeded with ``schedule.seed`` (model init when building from a config, dropout).
 
@@ -568,9 +575,13 @@ def train(
             # after which it silently falls back to eager.
             torch._dynamo.reset()
         state["fwd"] = torch.compile(model, dynamic=False) if compile else model
+        if time_limit_s is not None:
+            state["deadline"] = time.monotonic() + time_limit_s
         steps_done = _loop(model, data, schedule, device, state, history, on_epoch, channels_last)
     except _Diverged as exc:
         status, reason = "diverged", str(exc)
+    except _TimedOut as exc:
+        status, reason = "timeout", str(exc)
     except _Stop as exc:
         status, reason = "stopped", exc.reason
     except Exception as exc:
@@ -657,6 +668,12 @@ def _loop(
     order_gen = torch.Generator().manual_seed(sch.seed)
     aug_gen = torch.Generator(device=device).manual_seed(sch.seed + 1)
     step = 0
+    deadline = state.get("deadline")
+
+    def check_time(epoch: int) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _TimedOut(f"over its time limit in epoch {epoch}, after {step} steps")
+
     for epoch in range(1, sch.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -682,6 +699,7 @@ def _loop(
             opt.step()
             step += 1
             state["steps"] = step
+            check_time(epoch)
             loss_sum += loss.detach()
             correct += (logits.detach().argmax(1) == yb).sum()
             if (i + 1) % sch.nan_check_every == 0 and not torch.isfinite(loss_sum).item():

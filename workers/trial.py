@@ -34,6 +34,7 @@ class TrialSpec:
     latency: bool = True
     threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
     weights_path: str | None = None  # write the trained weights here (a path on the worker's machine)
+    time_limit_s: float | None = None  # stop training after this long: status "timeout"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +83,7 @@ def run_trial(spec: TrialSpec | dict[str, Any],
             started.update(latency=latency, complexity=complexity(config).to_dict(), device=device,
                            dataset=data.name)
         result = train(config, data, schedule, device=device, on_epoch=on_epoch, keep_model=False,
-                       save_path=spec.weights_path)
+                       save_path=spec.weights_path, time_limit_s=spec.time_limit_s)
     except UserError as exc:
         return {"status": "error", "reason": str(exc), "worker_pid": os.getpid()}
     out = result.to_dict()

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from nas.workers import faults
 from nas.workers.engine import EpochRecord
 from nas.workers.trial import run_trial
 
@@ -66,11 +67,14 @@ def tune_trainable(config: dict[str, Any]) -> None:
 
     nas = config["nas"]
     spec = dict(nas["spec"])
+    fault = nas.get("fault")  # only in the fault tests (workers/faults.py)
+    faults.prepare(fault, spec)
     epochs = int(spec.get("schedule", {}).get("epochs", 10))
     base = {**nas.get("constants", {}), **_where(), "trial_number": nas.get("trial_number")}
     started: dict[str, Any] = {}
 
     def on_epoch(record: EpochRecord) -> None:
+        faults.after_epoch(fault, record.epoch, nas.get("key", ""))
         if record.epoch < epochs:  # the last epoch is reported with the final result
             tune.report({**base, "latency": _latency_ms(started.get("latency")), **epoch_metrics(record),
                          "final": False, "status": "running"})

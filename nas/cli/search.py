@@ -49,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampler seed (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where candidates train (default: cuda if the "
                                                               "cluster has GPUs)")
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="fail a candidate whose training runs longer than this (status timeout; default none)")
+    p.add_argument("--trial-resources", metavar="NAME=AMOUNT,...",
+                   help="custom Ray resources every trial needs, e.g. fast=1 (nodes started with "
+                        "--resources '{\"fast\": 2}' then run them)")
     p.add_argument("--artifacts", metavar="DIR",
                    help="where the weights of the trials on the front are kept (default: beside an SQLite or "
                         "journal file, FILE-artifacts/; ./nas-artifacts for a database server)")

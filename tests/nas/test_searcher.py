@@ -211,7 +211,7 @@ def test_worker_deaths_beyond_retries_and_restarts(tmp_path):
     assert t.user_attrs["restarts"] == 1 and [c["accuracy"] for c in t.user_attrs["curve"]] == [0.15]
     s.on_trial_complete("a", None, error=True)
     failed = _by_outcome(study)["failed"][0]
-    assert failed.state == "FAIL" and "worker died 2 time(s)" in failed.get("reason")
+    assert failed.state == "FAIL" and "Ray Tune's retries are spent" in failed.get("reason")
 
 
 @pytest.mark.parametrize("window", [False, True])
@@ -222,3 +222,17 @@ def test_budget_window_adds_a_floor_constraint(tmp_path, window):
     first = study.trials[0]
     assert ("flops_floor" in first.constraints) == window
     assert (first.user_attrs.get("outcome") == "infeasible") == window  # SMALL (2.4M) is under a 3M floor
+
+
+def test_two_drivers_never_start_the_same_architecture_nor_overshoot(tmp_path):
+    """Driver B's view is stale (the race between two drivers' reads and writes): the guarded
+    commit still refuses what A has started, and any trial beyond the study's target."""
+    a, study, _ = _make(tmp_path, [SMALL], target=2)
+    b, _, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 64, 4)], target=2)
+    assert a.suggest("a1") is not None  # A starts SMALL
+    assert b._propose("b1") is None  # B, not yet aware of it, proposes SMALL: refused, held
+    assert len(b.held) == 1 and b.held[0].original == 0
+    assert b._propose("b2") is not None  # SMALL2: two running, the study's target
+    assert b._propose("b3") is None and b.remaining <= 0  # a third would overshoot: not made
+    running = [t for t in _written(tmp_path) if t.state == TrialState.RUNNING]
+    assert len(running) == 2 and len({t.user_attrs["arch_hash"] for t in running}) == 2

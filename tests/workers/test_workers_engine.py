@@ -284,3 +284,15 @@ def test_bad_device_and_empty_data(small_shapes, tiny_net):
             train(tiny_net(), small_shapes, Schedule(epochs=1), device="cuda")
     with pytest.raises(UserError, match="empty"):
         train(tiny_net(), small_shapes.take(0, 10), Schedule(epochs=1))
+
+
+def test_time_limit_stops_a_run_as_timeout(small_shapes, tiny_net):
+    import time as _time
+
+    def slow(record):
+        _time.sleep(0.3)
+
+    result = train(tiny_net(), small_shapes.take(256, 64), Schedule(epochs=5, batch_size=64), on_epoch=slow,
+                   time_limit_s=0.2)
+    assert result.status == "timeout" and "time limit in epoch 2" in result.reason
+    assert result.epochs_completed == 1

@@ -1,0 +1,391 @@
+"""Fault injection: every way a trial or the driver can die, injected into real ``nas search`` runs.
+
+Each scenario runs real searches (their own local Ray cluster, an SQLite or PostgreSQL study)
+of a small test space (``tests/nas/data/small_space.yaml``: 72 networks that train in seconds,
+54 within the 6 MFLOPs budget) and checks the study afterwards:
+
+* **lost**: trained candidates missing from the study's total (``--trials``), or a queued
+  architecture never trained again;
+* **repeated**: architectures trained to COMPLETE more than once;
+* **overhead**: wall time of the scenario's searches against one clean search (same settings).
+
+Faults (see ``workers/faults.py`` and ``nas/fault_points.py`` for how they are injected):
+a worker SIGKILLed mid-trial, a trial that raises, a NaN loss, CUDA out-of-memory (simulated on
+the CPU), a trial past ``--trial-timeout``; the driver SIGKILLed at random moments and at chosen
+points (inside a storage write, between writing a trial and handing it to Ray), SIGINT and
+SIGTERM; readers hammering the SQLite file while the search writes; the driver's PostgreSQL
+connections terminated (``pg_terminate_backend``) mid-search.
+
+    python bench/faults.py                      # every scenario; a Markdown table at the end
+    python bench/faults.py --only driver-kill --kills 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "tests" / "nas" / "data" / "small_space.yaml"
+STUDY = "small-6MFLOPs"
+POSTGRES = os.environ.get("NAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "ray/dashboard", "log_monitor.py", "autoscaler")
+
+
+def search_args(trials: int = 5, epochs: int = 3, extra: list[str] | None = None) -> list[str]:
+    return ["search", "--space", str(SPACE), "--budget", "6M", "--trials", str(trials), "--sampler", "random",
+            "--seed", "1", "--train-images", "256", "--val-images", "64", "--epochs", str(epochs),
+            "--batch-size", "32", "--no-early-stopping", *(extra or [])]
+
+
+@dataclass
+class Row:
+    fault: str
+    injected: int
+    lost: int
+    repeated: int
+    seconds: float
+    baseline: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def overhead(self) -> str:
+        return f"{self.seconds / self.baseline:.2f}x" if self.baseline else "-"
+
+
+class Search:
+    """One ``nas search`` process."""
+
+    def __init__(self, storage: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.storage = storage
+        full_env = {**os.environ, "NAS_STORAGE": storage, **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "nas.cli", *args], env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def wait(self, timeout: float = 600) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def cleanup(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def study_state(storage: str, study: str = STUDY) -> dict[str, Any]:
+    import optuna
+
+    from nas.records import read_trials
+    from nas.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        records = read_trials(optuna.load_study(study_name=study, storage=open_storage(storage, create=False)))
+    except Exception:
+        return {"records": [], "trained": 0, "running": 0, "waiting": 0, "repeated": 0}
+    complete = [r.get("arch_hash") for r in records if r.outcome == "complete"]
+    return {"records": records, "trained": sum(r.trained for r in records),
+            "running": sum(r.state == "RUNNING" for r in records),
+            "waiting": sum(r.state == "WAITING" for r in records),
+            "repeated": len(complete) - len(set(complete))}
+
+
+def check(storage: str, target: int) -> tuple[int, int, dict[str, Any]]:
+    """(lost, repeated) of a finished study."""
+    st = study_state(storage)
+    lost = max(0, target - st["trained"]) + st["running"] + st["waiting"]
+    retried = {r.get("retry_of") for r in st["records"] if r.get("retry_of") is not None and r.trained}
+    queued = [r.number for r in st["records"] if r.outcome in ("orphaned", "interrupted")]
+    lost += sum(1 for n in queued if n not in retried and not _trained_elsewhere(st, n))
+    return lost, st["repeated"], st
+
+
+def _trained_elsewhere(st: dict[str, Any], number: int) -> bool:
+    """An orphan's architecture may be trained by a proposal other than its queued retry."""
+    orphan = next(r for r in st["records"] if r.number == number)
+    return any(r.trained and r.get("arch_hash") == orphan.get("arch_hash") for r in st["records"])
+
+
+def ray_processes() -> set[int]:
+    import psutil
+
+    out = set()
+    for p in psutil.process_iter(["pid", "cmdline", "name"]):
+        text = " ".join(p.info.get("cmdline") or []) + " " + (p.info.get("name") or "")
+        if any(m in text for m in RAY_PROCESS_MARKERS):
+            out.add(p.info["pid"])
+    return out
+
+
+def fresh_storage(kind: str, tmp: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'nas.db'}"
+    import optuna
+
+    try:  # a clean study of the shared database
+        optuna.delete_study(study_name=STUDY, storage=POSTGRES)
+    except KeyError:
+        pass
+    return POSTGRES
+
+
+def run_clean(storage: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> float:
+    start = time.monotonic()
+    search = Search(storage, args, env)
+    try:
+        code, _, err = search.wait(timeout)
+    finally:
+        search.cleanup()
+    if code != 0:
+        raise RuntimeError(f"search exited {code}: {err[-2000:]}")
+    return time.monotonic() - start
+
+
+# ---- scenarios ------------------------------------------------------------------------------------
+
+
+def baseline(tmp: Path) -> float:
+    return run_clean(fresh_storage("sqlite", tmp / "baseline"), search_args())
+
+
+def trial_fault(fault: str, tmp: Path, base: float, times: int = 2) -> Row:
+    """``times`` trials of a search get ``fault``; every other trial trains normally."""
+    storage = fresh_storage("sqlite", tmp)
+    plan = {str(i): fault for i in range(1, times + 1)}
+    extra = ["--trial-timeout", "8"] if fault == "slow" else []
+    env = {"NAS_FAULTS": json.dumps(plan), "NAS_FAULTS_DIR": str(tmp)}
+    seconds = run_clean(storage, search_args(extra=extra), env)
+    lost, repeated, st = check(storage, 5)
+    notes = []
+    records = sorted((r for r in st["records"] if r.trained), key=lambda r: r.number)
+    hit = records[:times]
+    expect = {"die": "complete", "raise": "failed", "nan": "failed", "oom": "failed", "slow": "failed"}[fault]
+    reason = {"raise": "error: RuntimeError: injected failure", "nan": "diverged", "oom": "oom", "slow": "timeout"}
+    for r in hit:
+        if r.outcome != expect or (fault in reason and not (r.get("reason") or "").startswith(reason[fault])):
+            notes.append(f"trial {r.number}: {r.outcome} ({r.get('reason')})")
+        if fault == "die" and not r.get("restarts"):
+            notes.append(f"trial {r.number} was not retried")
+        if fault != "die" and r.get("restarts"):
+            notes.append(f"trial {r.number} was retried")
+    if fault == "oom":
+        pids = [r.get("worker_pid") for r in records]
+        if not any(pids[i] in pids[i + 1:] for i in range(times) if pids[i]):
+            notes.append("no worker that reported oom trained another trial (not reused)")
+    return Row(fault={"die": "worker SIGKILLed mid-trial", "raise": "trial raises", "nan": "NaN loss",
+                      "oom": "CUDA out-of-memory (simulated)", "slow": "trial past --trial-timeout"}[fault],
+               injected=times, lost=lost, repeated=repeated, seconds=seconds, baseline=base, notes=notes)
+
+
+def driver_kills(tmp: Path, base: float, kills: int = 10, seed: int = 0) -> Row:
+    """SIGKILL the driver at ``kills`` moments (random delays, and inside a storage write and
+    between writing a trial and dispatching it), re-running after each; then run to the end."""
+    storage = fresh_storage("sqlite", tmp)
+    rng = random.Random(seed)
+    before = ray_processes()
+    start = time.monotonic()
+    notes: list[str] = []
+    points = ["write:3", "dispatch:1", "write:8", "dispatch:2"]
+    killed = attempts = 0
+    while killed < kills and attempts < 3 * kills:
+        attempts += 1
+        env = {"NAS_DRIVER_DIE_AT": points[killed]} if killed < len(points) else {}
+        search = Search(storage, search_args(trials=5 + killed), env)  # a target ahead: always work left
+        try:
+            if not env:
+                time.sleep(rng.uniform(4.0, 14.0))
+                search.kill()
+            code, _, _ = search.wait(timeout=300)
+        finally:
+            time.sleep(2.5)  # the reaper's sweep
+            left = ray_processes() - before
+            search.cleanup()
+        killed += code == -signal.SIGKILL
+        if left:
+            notes.append(f"kill {killed}: {len(left)} Ray processes of the dead driver were left")
+    target = 5 + killed
+    run_clean(storage, search_args(trials=target))
+    lost, repeated, _ = check(storage, target)
+    return Row("driver SIGKILLed (random moments, mid-write, before dispatch), then re-run", killed, lost, repeated,
+               time.monotonic() - start, base, notes)
+
+
+def driver_signals(tmp: Path, base: float) -> Row:
+    notes: list[str] = []
+    start = time.monotonic()
+    storage = fresh_storage("sqlite", tmp)
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        search = Search(storage, search_args())
+        try:
+            _wait_running(storage, search)
+            search.kill(sig)
+            got, _, err = search.wait(timeout=120)
+        finally:
+            search.cleanup()
+        if got != code or "Traceback" in err:
+            notes.append(f"{signal.Signals(sig).name}: exit {got}")
+    run_clean(storage, search_args())
+    lost, repeated, _ = check(storage, 5)
+    return Row("driver SIGINT / SIGTERM (exit 130 / 143), then re-run", 2, lost, repeated,
+               time.monotonic() - start, base, notes)
+
+
+def _wait_running(storage: str, search: Search, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if search.proc.poll() is not None:
+            return
+        if any(r.state == "RUNNING" and r.curve for r in study_state(storage)["records"]):
+            return
+        time.sleep(0.3)
+
+
+def readers(tmp: Path, base: float) -> Row:
+    """``nas status`` in a loop, an Optuna client and dashboard renders on the SQLite file while
+    the search writes."""
+    storage = fresh_storage("sqlite", tmp)
+    stop = threading.Event()
+    reads = {"nas status": 0, "optuna client": 0, "nas dashboard": 0}
+    failures: list[str] = []
+
+    def loop(name: str, fn) -> None:
+        while not stop.is_set():
+            try:
+                fn()
+                reads[name] += 1
+            except Exception as exc:  # a study not created yet is fine; a lock error is not
+                if "locked" in str(exc):
+                    failures.append(f"{name}: {exc}")
+            time.sleep(0.05)
+
+    def status() -> None:
+        r = subprocess.run([sys.executable, "-m", "nas.cli", "status", "--storage", storage], capture_output=True,
+                           text=True)
+        if "locked" in r.stderr:
+            raise RuntimeError(r.stderr)
+
+    def client() -> None:
+        import optuna
+
+        optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+
+    def dashboard() -> None:
+        r = subprocess.run([sys.executable, "-m", "nas.cli", "dashboard", "--storage", storage, "-o",
+                            str(tmp / "report.html")], capture_output=True, text=True)
+        if "locked" in r.stderr:
+            raise RuntimeError(r.stderr)
+
+    threads = [threading.Thread(target=loop, args=(n, f), daemon=True)
+               for n, f in (("nas status", status), ("optuna client", client), ("nas dashboard", dashboard))]
+    for t in threads:
+        t.start()
+    try:
+        seconds = run_clean(storage, search_args())
+    except RuntimeError as exc:
+        failures.append(str(exc)[-300:])
+        seconds = 0.0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    lost, repeated, _ = check(storage, 5)
+    notes = failures + [", ".join(f"{k} {v}x" for k, v in reads.items())]
+    return Row("readers on the SQLite file during the search", sum(reads.values()), lost, repeated, seconds,
+               base, notes)
+
+
+def postgres_drops(tmp: Path, base: float, every_s: float = 3.0) -> Row:
+    """The driver's PostgreSQL connections terminated every few seconds mid-search."""
+    import psycopg
+
+    storage = fresh_storage("postgresql", tmp)
+    stop = threading.Event()
+    dropped = [0]
+
+    def drop() -> None:
+        with psycopg.connect(POSTGRES.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+            while not stop.wait(every_s):
+                rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                    "application_name = 'nas' AND pid <> pg_backend_pid()").fetchall()
+                dropped[0] += sum(1 for (ok,) in rows if ok)
+
+    thread = threading.Thread(target=drop, daemon=True)
+    thread.start()
+    notes: list[str] = []
+    try:
+        seconds = run_clean(storage, search_args())
+    except RuntimeError as exc:
+        notes.append(str(exc)[-300:])
+        seconds = 0.0
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    lost, repeated, _ = check(storage, 5)
+    return Row("PostgreSQL connection of the driver terminated mid-search", dropped[0], lost, repeated, seconds, base,
+               notes)
+
+
+SCENARIOS = ("die", "raise", "nan", "oom", "slow", "driver-kill", "driver-signals", "readers", "postgres-drop")
+
+
+def run(only: list[str] | None = None, kills: int = 10) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nas-faults-") as tmp_root:
+        root = Path(tmp_root)
+        base = baseline(root)
+        for name in only or SCENARIOS:
+            tmp = root / name
+            tmp.mkdir()
+            if name in ("die", "raise", "nan", "oom", "slow"):
+                rows.append(trial_fault(name, tmp, base))
+            elif name == "driver-kill":
+                rows.append(driver_kills(tmp, base, kills))
+            elif name == "driver-signals":
+                rows.append(driver_signals(tmp, base))
+            elif name == "readers":
+                rows.append(readers(tmp, base))
+            elif name == "postgres-drop":
+                rows.append(postgres_drops(tmp, base))
+            print(f"{rows[-1].fault}: injected {rows[-1].injected}, lost {rows[-1].lost}, repeated "
+                  f"{rows[-1].repeated}, {rows[-1].seconds:.0f} s {'; '.join(rows[-1].notes)}", flush=True)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| fault | injected | trials lost | trials repeated | wall time vs a clean search | notes |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.fault} | {r.injected} | {r.lost} | {r.repeated} | {r.overhead} | {'; '.join(r.notes)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help=f"comma-separated scenarios ({', '.join(SCENARIOS)})")
+    p.add_argument("--kills", type=int, default=10, help="driver kills in the driver-kill scenario (default 10)")
+    args = p.parse_args(argv)
+    rows = run(args.only.split(",") if args.only else None, args.kills)
+    print("\n" + table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
