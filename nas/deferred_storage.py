@@ -161,7 +161,7 @@ class DeferredStorage(BaseStorage):
                      retry: bool) -> tuple[int, int]:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
-        from sqlalchemy import update
+        from sqlalchemy import insert, update
 
         assert self._rdb is not None
         with _create_scoped_session(self._rdb.scoped_session) as session:
@@ -188,25 +188,29 @@ class DeferredStorage(BaseStorage):
             session.add(row)
             session.flush()
             tid = row.trial_id
-            rows: list[Any] = []
-            for name, value in trial.params.items():
-                dist = trial.distributions[name]
-                rows.append(models.TrialParamModel(trial_id=tid, param_name=name,
-                                                   param_value=dist.to_internal_repr(value),
-                                                   distribution_json=distribution_to_json(dist)))
-            for objective, v in enumerate(trial.values or ()):
-                stored, kind = models.TrialValueModel.value_to_stored_repr(float(v))
-                rows.append(models.TrialValueModel(trial_id=tid, objective=objective, value=stored, value_type=kind))
-            rows += [models.TrialUserAttributeModel(trial_id=tid, key=k, value_json=json.dumps(v))
-                     for k, v in trial.user_attrs.items()]
-            rows += [models.TrialSystemAttributeModel(trial_id=tid, key=k, value_json=json.dumps(v))
-                     for k, v in trial.system_attrs.items()]
-            for step, v in trial.intermediate_values.items():
-                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v)
-                rows.append(models.TrialIntermediateValueModel(trial_id=tid, step=step, intermediate_value=stored,
-                                                               intermediate_value_type=kind))
-            session.add_all(rows)
-            number = row.number = row.count_past_trials(session)
+            row.number = number = row.count_past_trials(session)
+            # The trial's rows in one executemany per table (the ORM's unit of work took most of an
+            # infeasible proposal's time, one object per attribute).
+            tables: dict[Any, list[dict[str, Any]]] = {
+                models.TrialParamModel: [
+                    {"trial_id": tid, "param_name": name, "param_value": trial.distributions[name].to_internal_repr(v),
+                     "distribution_json": distribution_to_json(trial.distributions[name])}
+                    for name, v in trial.params.items()],
+                models.TrialValueModel: [
+                    dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(float(v))),
+                         trial_id=tid, objective=objective) for objective, v in enumerate(trial.values or ())],
+                models.TrialUserAttributeModel: [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
+                                                 for k, v in trial.user_attrs.items()],
+                models.TrialSystemAttributeModel: [{"trial_id": tid, "key": k, "value_json": json.dumps(v)}
+                                                   for k, v in trial.system_attrs.items()],
+                models.TrialIntermediateValueModel: [
+                    dict(zip(("intermediate_value", "intermediate_value_type"),
+                             models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v)),
+                         trial_id=tid, step=step) for step, v in trial.intermediate_values.items()],
+            }
+            for model, values in tables.items():
+                if values:
+                    session.execute(insert(model.__table__), values)
             point("write")
         self._n_trials[study_id] = max(self._n_trials.get(study_id, 0), number + 1)
         return tid, number
@@ -327,7 +331,7 @@ class DeferredStorage(BaseStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         if trial_id in self._pending:
-            return copy.deepcopy(self._pending[trial_id][1])
+            return _copy_trial(self._pending[trial_id][1])
         if trial_id in self._written:
             return self._written.pop(trial_id)
         return self.backend.get_trial(self._real(trial_id))
@@ -345,3 +349,18 @@ class DeferredStorage(BaseStorage):
 
     def remove_session(self) -> None:
         self.backend.remove_session()
+
+
+def _copy_trial(trial: FrozenTrial) -> FrozenTrial:
+    """A copy whose containers are the caller's own. Attribute values were deep-copied when they
+    were set and distributions are not mutated, so this is as safe as a deep copy at a fraction
+    of its cost (three of these per proposal took a third of an infeasible one's time)."""
+    out = copy.copy(trial)
+    out._params = dict(trial._params)
+    out._distributions = dict(trial._distributions)
+    out._user_attrs = dict(trial._user_attrs)
+    out._system_attrs = dict(trial._system_attrs)
+    out.intermediate_values = dict(trial.intermediate_values)
+    if trial._values is not None:
+        out._values = list(trial._values)
+    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +109,57 @@ def _check_sqlite_file(path: Path, text: str) -> None:
 
 
 class _SQLiteConnect:
-    """SQLAlchemy's ``creator`` for an SQLite file (a class, not a closure: storages get pickled)."""
+    """SQLAlchemy's ``creator`` for an SQLite file (a class, not a closure: storages get pickled).
+    A writer's connections put the file in WAL mode; a reader's only wait when it is busy."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
+    def __init__(self, path: Path, writer: bool = True) -> None:
+        self.path, self.writer = str(path), writer
 
     def __call__(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; readers don't block the writer
-        conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit; safe against process death
+        if self.writer:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; readers don't block the writer
+            conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit; safe against process death
         return conn
+
+
+def _has_schema(path: Path) -> bool:
+    """Whether an SQLite file already holds Optuna's tables (a reader writes nothing to find out)."""
+    try:
+        # Not mode=ro: SQLite cannot open a WAL database read-only once its last writer removed the
+        # -wal and -shm files. A SELECT writes nothing to the database either way.
+        conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            # Optuna's schema is complete once its alembic revision is stamped, the last step it takes.
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+                            ).fetchone() is None:
+                return False
+            return conn.execute("SELECT 1 FROM alembic_version").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
+def _create_sqlite(path: Path) -> None:
+    """Create a new study file's schema under an exclusive lock on its folder: a second driver
+    starting at the same moment waits, then finds it made. Readers never write (they wait until
+    the schema is there), so nobody races the creator."""
+    import fcntl
+
+    import optuna
+    from sqlalchemy.pool import NullPool
+
+    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _has_schema(path):
+            storage = optuna.storages.RDBStorage(
+                f"sqlite:///{path}", engine_kwargs={"creator": _SQLiteConnect(path), "poolclass": NullPool})
+            storage.remove_session()
+            storage.engine.dispose()
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _probe_server(url: Any) -> None:
@@ -135,9 +177,10 @@ def _probe_server(url: Any) -> None:
                         f"{host}:{port} ({exc.strerror or exc})") from None
 
 
-def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
+def open_storage(storage: StorageURL | str | None, create: bool = True, wait_s: float = 0.0) -> Any:
     """An Optuna storage for ``storage``. ``create=False`` refuses a missing SQLite or journal
-    file (readers must not create an empty database where the user mistyped a path)."""
+    file (readers must not create an empty database where the user mistyped a path); ``wait_s``
+    gives a file that another search is creating that long to get its schema."""
     import optuna
 
     su = storage if isinstance(storage, StorageURL) else parse_storage(storage)
@@ -154,7 +197,25 @@ def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
 
     engine_kwargs: dict[str, Any]
     if su.kind == "sqlite":
-        engine_kwargs = {"creator": _SQLiteConnect(su.path)}  # type: ignore[arg-type]
+        assert su.path is not None
+        if create:
+            if not _has_schema(su.path):
+                _create_sqlite(su.path)
+        else:
+            deadline = time.monotonic() + wait_s
+            while not _has_schema(su.path):
+                if time.monotonic() >= deadline:
+                    raise UserError(f"no study storage at {su.path} yet (a search may be creating it; try again)")
+                time.sleep(0.1)
+        engine_kwargs = {"creator": _SQLiteConnect(su.path, writer=create)}  # type: ignore[arg-type]
+        if not create:
+            # A reader holds no connection between reads. One kept open across a search's restart
+            # keeps the old shared-memory index of the WAL mapped; closing it later, as the file's
+            # "last" connection, checkpointed from that stale index and corrupted the file (measured:
+            # a status loop across a driver's SIGINT and re-run).
+            from sqlalchemy.pool import NullPool
+
+            engine_kwargs["poolclass"] = NullPool
     else:
         url = make_url(su.url)
         _probe_server(url)
@@ -163,7 +224,8 @@ def open_storage(storage: StorageURL | str | None, create: bool = True) -> Any:
             # application_name: an administrator sees (and a test can single out) nas's connections.
             engine_kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "nas"}
     try:
-        return optuna.storages.RDBStorage(su.url, engine_kwargs=engine_kwargs)
+        # A reader never creates tables (nor anything else): it only reads what a search wrote.
+        return optuna.storages.RDBStorage(su.url, engine_kwargs=engine_kwargs, skip_table_creation=not create)
     except Exception as exc:  # sqlalchemy OperationalError/DatabaseError, a schema of another version
         raise UserError(f"storage {su.display()!r}: {_first_line(exc)}") from None
 
@@ -197,8 +259,6 @@ def transient(exc: BaseException) -> bool:
 
 def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, retried while it fails with a :func:`transient` error."""
-    import time
-
     for delay in (*RETRY_DELAYS_S, None):
         try:
             return fn(*args, **kwargs)

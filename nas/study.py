@@ -109,7 +109,8 @@ def open_search_study(storage: Any, name: str, settings: StudySettings, space_so
         try:
             study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                         directions=directions(settings.objectives))
-        except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
+        except (optuna.exceptions.DuplicatedStudyError, optuna.exceptions.StorageInternalError):
+            # another driver created it just now
             return open_search_study(storage, name, settings, space_source, sampler)
         with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -63,3 +63,53 @@ def test_postgres_wrong_database_or_user_is_one_line(postgres_url):
         open_storage(base + "/nas_no_such_db")
     with pytest.raises(UserError, match='role "nas_no_such_user" does not exist'):
         open_storage(postgres_url.replace("postgres@", "nas_no_such_user@"))
+
+
+def test_a_new_file_appears_whole_to_readers_and_to_a_second_writer(tmp_path):
+    """Readers polling (a status loop, a dashboard) and a second driver starting at the same moment
+    never see, nor race to create, a half-made schema (they once failed: "table studies already exists")."""
+    import threading
+
+    for i in range(8):
+        path = tmp_path / f"s{i}.db"
+        errors = []
+
+        def read(path=path, errors=errors):
+            for _ in range(40):
+                try:
+                    open_storage(str(path), create=False)
+                except UserError as exc:
+                    if "no study storage" not in str(exc):
+                        errors.append(str(exc))
+
+        def write(path=path, errors=errors):
+            try:
+                optuna.create_study(storage=open_storage(str(path)), study_name="s", load_if_exists=True)
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=f) for f in (read, write, write, read)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_second_driver_waits_for_the_schema_another_is_making(tmp_path):
+    """Two searches started at the same moment on a new file: the second's pre-flight check found
+    the file before its schema and stopped with "no study storage ... yet" (seen in CI)."""
+    import threading
+    import time
+
+    path = tmp_path / "s.db"
+    sqlite3.connect(path).close()  # the first driver's file, still without tables
+    maker = threading.Timer(0.5, lambda: open_storage(str(path)))
+    maker.start()
+    start = time.monotonic()
+    with pytest.raises(UserError, match="yet"):
+        open_storage(str(path), create=False)  # a reader does not wait
+    open_storage(str(path), create=False, wait_s=10.0)  # the driver's check does
+    maker.join()
+    assert time.monotonic() - start < 5
