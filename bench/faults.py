@@ -99,7 +99,8 @@ def study_state(storage: str, study: str = STUDY) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         records = read_trials(optuna.load_study(study_name=study, storage=open_storage(storage, create=False)))
-    except Exception:
+    except Exception as exc:
+        print(f"(study not readable: {type(exc).__name__}: {exc})", file=sys.stderr)
         return {"records": [], "trained": 0, "running": 0, "waiting": 0, "repeated": 0}
     complete = [r.get("arch_hash") for r in records if r.outcome == "complete"]
     return {"records": records, "trained": sum(r.trained for r in records),
@@ -135,8 +136,31 @@ def ray_processes() -> set[int]:
     return out
 
 
+def _names(pids: set[int]) -> list[str]:
+    import psutil
+
+    names = []
+    for pid in pids:
+        try:
+            names.append(" ".join(psutil.Process(pid).cmdline())[:60])
+        except psutil.NoSuchProcess:
+            names.append(f"{pid} (gone)")
+    return names
+
+
+def _settle(before: set[int], timeout: float = 10.0) -> set[int]:
+    """Ray processes that are not ``before``'s, once the dead driver's reaper has had ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = ray_processes() - before
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
 def fresh_storage(kind: str, tmp: Path) -> str:
     if kind == "sqlite":
+        tmp.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{tmp / 'nas.db'}"
     import optuna
 
@@ -175,20 +199,21 @@ def trial_fault(fault: str, tmp: Path, base: float, times: int = 2) -> Row:
     seconds = run_clean(storage, search_args(extra=extra), env)
     lost, repeated, st = check(storage, 5)
     notes = []
-    records = sorted((r for r in st["records"] if r.trained), key=lambda r: r.number)
-    hit = records[:times]
-    expect = {"die": "complete", "raise": "failed", "nan": "failed", "oom": "failed", "slow": "failed"}[fault]
+    records = [r for r in st["records"] if r.trained]
     reason = {"raise": "error: RuntimeError: injected failure", "nan": "diverged", "oom": "oom", "slow": "timeout"}
-    for r in hit:
-        if r.outcome != expect or (fault in reason and not (r.get("reason") or "").startswith(reason[fault])):
-            notes.append(f"trial {r.number}: {r.outcome} ({r.get('reason')})")
-        if fault == "die" and not r.get("restarts"):
-            notes.append(f"trial {r.number} was not retried")
-        if fault != "die" and r.get("restarts"):
-            notes.append(f"trial {r.number} was retried")
+    if fault == "die":
+        hit = [r for r in records if r.get("restarts")]
+        if len(hit) != times or any(r.outcome != "complete" for r in hit):
+            notes.append(f"{len(hit)} trials retried: {[(r.number, r.outcome) for r in hit]}")
+    else:
+        hit = [r for r in records if (r.get("reason") or "").startswith(reason[fault])]
+        if len(hit) != times:
+            notes.append(f"{len(hit)} trials failed as {reason[fault]}")
+        if any(r.get("restarts") for r in records):
+            notes.append("a trial was retried")
     if fault == "oom":
-        pids = [r.get("worker_pid") for r in records]
-        if not any(pids[i] in pids[i + 1:] for i in range(times) if pids[i]):
+        later = [r.get("worker_pid") for r in records if r.outcome == "complete"]
+        if not any(r.get("worker_pid") in later for r in hit):
             notes.append("no worker that reported oom trained another trial (not reused)")
     return Row(fault={"die": "worker SIGKILLed mid-trial", "raise": "trial raises", "nan": "NaN loss",
                       "oom": "CUDA out-of-memory (simulated)", "slow": "trial past --trial-timeout"}[fault],
@@ -215,12 +240,12 @@ def driver_kills(tmp: Path, base: float, kills: int = 10, seed: int = 0) -> Row:
                 search.kill()
             code, _, _ = search.wait(timeout=300)
         finally:
-            time.sleep(2.5)  # the reaper's sweep
-            left = ray_processes() - before
+            left = _settle(before)
             search.cleanup()
         killed += code == -signal.SIGKILL
         if left:
-            notes.append(f"kill {killed}: {len(left)} Ray processes of the dead driver were left")
+            notes.append(f"kill {killed}: {len(left)} Ray processes of the dead driver were left "
+                         f"({', '.join(sorted(_names(left)))})")
     target = 5 + killed
     run_clean(storage, search_args(trials=target))
     lost, repeated, _ = check(storage, target)
@@ -229,11 +254,14 @@ def driver_kills(tmp: Path, base: float, kills: int = 10, seed: int = 0) -> Row:
 
 
 def driver_signals(tmp: Path, base: float) -> Row:
+    """SIGINT, then SIGTERM, each while a trial trains (a longer schedule, so there is one), each
+    followed by a re-run; then the search runs to its end."""
     notes: list[str] = []
     start = time.monotonic()
     storage = fresh_storage("sqlite", tmp)
+    slow = search_args(epochs=8)
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        search = Search(storage, search_args())
+        search = Search(storage, slow)
         try:
             _wait_running(storage, search)
             search.kill(sig)
@@ -242,8 +270,10 @@ def driver_signals(tmp: Path, base: float) -> Row:
             search.cleanup()
         if got != code or "Traceback" in err:
             notes.append(f"{signal.Signals(sig).name}: exit {got}")
-    run_clean(storage, search_args())
-    lost, repeated, _ = check(storage, 5)
+    run_clean(storage, slow)
+    lost, repeated, st = check(storage, 5)
+    if lost:
+        notes.append(f"study: {[(r.number, r.state, r.outcome, r.get('retry_of')) for r in st['records']]}")
     return Row("driver SIGINT / SIGTERM (exit 130 / 143), then re-run", 2, lost, repeated,
                time.monotonic() - start, base, notes)
 
@@ -256,6 +286,23 @@ def _wait_running(storage: str, search: Search, timeout: float = 120) -> None:
         if any(r.state == "RUNNING" and r.curve for r in study_state(storage)["records"]):
             return
         time.sleep(0.3)
+
+
+def _search_while(storage: str, threads: list[threading.Thread], stop: threading.Event, failures: list[str],
+                  join_s: float) -> float:
+    """A clean search's wall time while ``threads`` disturb it (they run until ``stop``); a failed
+    search is noted in ``failures`` and counts 0 s."""
+    for t in threads:
+        t.start()
+    try:
+        return run_clean(storage, search_args())
+    except RuntimeError as exc:
+        failures.append(str(exc)[-300:])
+        return 0.0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=join_s)
 
 
 def readers(tmp: Path, base: float) -> Row:
@@ -295,17 +342,7 @@ def readers(tmp: Path, base: float) -> Row:
 
     threads = [threading.Thread(target=loop, args=(n, f), daemon=True)
                for n, f in (("nas status", status), ("optuna client", client), ("nas dashboard", dashboard))]
-    for t in threads:
-        t.start()
-    try:
-        seconds = run_clean(storage, search_args())
-    except RuntimeError as exc:
-        failures.append(str(exc)[-300:])
-        seconds = 0.0
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
+    seconds = _search_while(storage, threads, stop, failures, join_s=60)
     lost, repeated, _ = check(storage, 5)
     notes = failures + [", ".join(f"{k} {v}x" for k, v in reads.items())]
     return Row("readers on the SQLite file during the search", sum(reads.values()), lost, repeated, seconds,
@@ -321,23 +358,14 @@ def postgres_drops(tmp: Path, base: float, every_s: float = 3.0) -> Row:
     dropped = [0]
 
     def drop() -> None:
-        with psycopg.connect(POSTGRES.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
             while not stop.wait(every_s):
                 rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                                     "application_name = 'nas' AND pid <> pg_backend_pid()").fetchall()
                 dropped[0] += sum(1 for (ok,) in rows if ok)
 
-    thread = threading.Thread(target=drop, daemon=True)
-    thread.start()
     notes: list[str] = []
-    try:
-        seconds = run_clean(storage, search_args())
-    except RuntimeError as exc:
-        notes.append(str(exc)[-300:])
-        seconds = 0.0
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    seconds = _search_while(storage, [threading.Thread(target=drop, daemon=True)], stop, notes, join_s=10)
     lost, repeated, _ = check(storage, 5)
     return Row("PostgreSQL connection of the driver terminated mid-search", dropped[0], lost, repeated, seconds, base,
                notes)

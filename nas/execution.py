@@ -62,15 +62,6 @@ class Cluster:
     owned: bool  # started by this process: shut it down at the end
     resources: dict[str, float] = field(default_factory=dict)  # every resource of the cluster, in total
     reaper: Any = None  # for an owned cluster: ends its processes if this driver dies (nas.reaper)
-    _last_watch: float = 0.0
-
-    def watch(self) -> None:
-        """Keep the reaper's list of the cluster's processes current (every few seconds)."""
-        import time
-
-        if self.reaper is not None and time.monotonic() - self._last_watch > 5.0:
-            self._last_watch = time.monotonic()
-            self.reaper.watch_children()
 
     def describe(self) -> str:
         where = "local cluster" if self.address is None else f"cluster at {self.address}"
@@ -119,10 +110,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
     if not ray.is_initialized() and not address:
         from nas.reaper import Reaper
 
-        reaper = Reaper()  # its own session: it outlives this process, however that ends
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        reaper = Reaper()  # its own session: it outlives this process, however that ends (even in ray.init)
+        with reaper.marking():
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
         owned = True
-        reaper.watch_children()
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return Cluster(address=address, cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)), nodes=nodes,
