@@ -187,8 +187,8 @@ class Progress:
         self._live_view.update(self._renderable(), refresh=True)
 
     def close(self) -> None:
+        self._reread(force=True)  # the summary counts what the study holds now, not the last tick's view
         if self._live_view is not None:
-            self._reread(force=True)
             self._live_view.update(self._renderable(), refresh=True)
             self._live_view.stop()
             self._live_view = None

@@ -221,7 +221,11 @@ class StudySearcher(Searcher):
         if self.interrupting and not (result or {}).get("final"):
             self._interrupt(run)
             return
-        attrs: dict[str, Any] = {"restarts": run.restarts, "wall_time_s": time.time() - run.started}
+        # Restarts: Ray Tune's count of its retries (a worker that died before reporting an epoch leaves
+        # no trace in the curve), or the curve's own count of epochs that started over.
+        failures = int(getattr(self.tune_trials.get(trial_id), "num_failures", 0) or 0)
+        attrs: dict[str, Any] = {"restarts": max(run.restarts, failures if not error else failures - 1),
+                                 "wall_time_s": time.time() - run.started}
         values = None
         if result is None and not error:  # removed before it ran (the experiment ended)
             self._interrupt(run)
