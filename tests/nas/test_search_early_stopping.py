@@ -61,6 +61,29 @@ def test_stopped_trials_are_pruned_with_curves_and_never_on_a_front(tmp_path, se
 
     assert not pruned_numbers & {t.number for t in get_pareto_front_trials(study.trials, study.directions)}
     assert _replay(study) == len(pruned)
+    _check_optuna_dashboard(db, pruned_numbers)
+
+
+def _check_optuna_dashboard(db, pruned_numbers):
+    """optuna-dashboard 0.21, served in-process and asked through its JSON API (what its page
+    shows): the objective names, the architecture among the user attributes, and a front of its own
+    making (it ignores constraints) with no infeasible or stopped trial."""
+    import json
+
+    import optuna_dashboard
+    from werkzeug.test import Client
+
+    from nas.storage import open_storage
+
+    client = Client(optuna_dashboard.wsgi(open_storage(str(db), create=False)))
+    study_id = json.loads(client.get("/api/studies").data)["study_summaries"][0]["study_id"]
+    detail = json.loads(client.get(f"/api/studies/{study_id}").data)
+    assert detail["objective_names"] == ["accuracy", "flops"]
+    assert {"arch", "config", "outcome", "flops"} <= {a["key"] for a in detail["union_user_attrs"]}
+    best = {t["number"] for t in detail["best_trials"]}
+    outcomes = {t["number"]: {a["key"]: a["value"] for a in t["user_attrs"]}.get("outcome") for t in detail["trials"]}
+    assert best and not best & pruned_numbers
+    assert {outcomes[n] for n in best} <= {"complete", "duplicate"}
 
 
 def test_a_killed_and_resumed_search_decides_as_an_uninterrupted_one(tmp_path, search_process):
