@@ -198,11 +198,18 @@ def prepare(opts: SearchOptions) -> Plan:
     return plan
 
 
+def default_grace(epochs: int) -> int:
+    """The first rung when ``--grace`` is not given: a quarter of the schedule, at least epoch 1."""
+    return max(1, epochs // 4)
+
+
 def early_stopping_for(opts: SearchOptions, epochs: int, notes: list[str]) -> dict[str, int] | None:
     """The early-stopping settings, or ``None`` when off or when no rung fits the schedule."""
     if not opts.early_stopping:
         return None
-    grace = opts.grace or 1
+    # the first rung where the ranking has begun to settle: a quarter of the schedule (on the recorded
+    # curves of BENCHMARKS.md, accuracy after epoch 1 of 9 ranks noise; after epoch 2-3 it has begun)
+    grace = opts.grace or default_grace(epochs)
     if grace > epochs:
         raise UserError(f"--grace {grace} is above the {epochs}-epoch schedule; the first rung must come before "
                         f"the last epoch")
@@ -363,7 +370,9 @@ def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
     lr = plan.opts.lr or 0.1 * fid.batch_size / 256  # the linear scaling rule: 0.1 per 256 images
     settings = settings_for(plan, fid, lr)
     if plan.storage.exists():
-        plan.study_exists = check_existing(open_storage(plan.storage, create=False), plan.study_name, settings)
+        # A second driver started at the same moment may find the file before its schema: wait for it.
+        plan.study_exists = check_existing(open_storage(plan.storage, create=False, wait_s=10.0), plan.study_name,
+                                           settings)
     return fid, settings
 
 
@@ -431,7 +440,6 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         def step() -> None:
             driver.beat()
             progress.tick()
-            cluster.watch()
 
         with Interrupt(on_first=stopping) as interrupt:
             try:

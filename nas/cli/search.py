@@ -59,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "journal file, FILE-artifacts/; ./nas-artifacts for a database server)")
     p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
                    help="train every candidate for its whole schedule (default: MO-ASHA stops dominated ones)")
-    p.add_argument("--grace", type=int, metavar="G", help="first early-stopping rung, in epochs (default 1)")
+    p.add_argument("--grace", type=int, metavar="G",
+                   help="first early-stopping rung, in epochs (default a quarter of --epochs, at least 1)")
     p.add_argument("--eta", type=int, default=3, metavar="E",
                    help="rungs at grace x eta^k epochs; the top 1/eta of each rung continues (default 3)")
     p.set_defaults(func=cmd_search)

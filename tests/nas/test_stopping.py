@@ -217,3 +217,17 @@ def test_argument_errors_are_one_line(kwargs, message):
     with pytest.raises(UserError, match=message) as info:
         MOASHA(**args)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("epochs, grace, rungs", [(1, None, None), (3, 1, [1]), (9, 2, [2, 6]), (10, 2, [2, 6]),
+                                                  (30, 7, [7, 21])])
+def test_first_rung_defaults_to_a_quarter_of_the_schedule(epochs, grace, rungs):
+    # epoch 1 of 9 ranked noise on the recorded curves (BENCHMARKS.md): the first rung waits
+    from nas.driver import SearchOptions, early_stopping_for
+
+    notes = []
+    es = early_stopping_for(SearchOptions(space="resnest", budget="4G"), epochs, notes)
+    if rungs is None:
+        assert es is None and "no effect" in notes[0]
+    else:
+        assert es == {"grace": grace, "eta": 3} and rung_epochs(es["grace"], es["eta"], epochs) == rungs
