@@ -349,8 +349,9 @@ def readers(tmp: Path, base: float) -> Row:
                base, notes)
 
 
-def postgres_drops(tmp: Path, base: float, every_s: float = 3.0) -> Row:
-    """The driver's PostgreSQL connections terminated every few seconds mid-search."""
+def postgres_drops(tmp: Path, base: float, every_s: float = 3.0, storm_s: float = 10.0) -> Row:
+    """The driver's PostgreSQL connections terminated every 0.1 s for the first ``storm_s`` (while it
+    opens the storage and creates the study), then every ``every_s`` mid-search."""
     import psycopg
 
     storage = fresh_storage("postgresql", tmp)
@@ -358,8 +359,9 @@ def postgres_drops(tmp: Path, base: float, every_s: float = 3.0) -> Row:
     dropped = [0]
 
     def drop() -> None:
+        start = time.monotonic()
         with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            while not stop.wait(every_s):
+            while not stop.wait(0.1 if time.monotonic() - start < storm_s else every_s):
                 rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                                     "application_name = 'nas' AND pid <> pg_backend_pid()").fetchall()
                 dropped[0] += sum(1 for (ok,) in rows if ok)

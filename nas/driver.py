@@ -23,7 +23,7 @@ from nas.search_spaces.registry import load_space
 from nas.search_spaces.sampler import check_budget, flops_range
 from nas.search_spaces.space import SearchSpace
 from nas.search_spaces.units import format_flops
-from nas.storage import StorageURL, open_storage, parse_storage
+from nas.storage import Retrying, StorageURL, open_storage, parse_storage
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
@@ -364,6 +364,8 @@ def make_scheduler(settings: StudySettings, records: list[Any]) -> Any:
 
 def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
     """The fidelity and settings for ``device``; refuses an existing study made with others."""
+    import optuna
+
     from nas.study import check_existing
 
     fid = fidelity_for(plan.opts, gpu=device == "cuda")
@@ -371,8 +373,8 @@ def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
     settings = settings_for(plan, fid, lr)
     if plan.storage.exists():
         # A second driver started at the same moment may find the file before its schema: wait for it.
-        plan.study_exists = check_existing(open_storage(plan.storage, create=False, wait_s=10.0), plan.study_name,
-                                           settings)
+        reader = optuna.storages.get_storage(open_storage(plan.storage, create=False, wait_s=10.0))
+        plan.study_exists = check_existing(Retrying(reader), plan.study_name, settings)
     return fid, settings
 
 

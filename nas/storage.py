@@ -224,14 +224,21 @@ def open_storage(storage: StorageURL | str | None, create: bool = True, wait_s: 
             # application_name: an administrator sees (and a test can single out) nas's connections.
             engine_kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "nas"}
     try:
-        # A reader never creates tables (nor anything else): it only reads what a search wrote.
-        return optuna.storages.RDBStorage(su.url, engine_kwargs=engine_kwargs, skip_table_creation=not create)
+        # A reader never creates tables (nor anything else): it only reads what a search wrote. A
+        # connection dropped while the schema is checked is retried (a wrong database or user is not).
+        return retry_while(dropped, optuna.storages.RDBStorage, su.url, engine_kwargs=engine_kwargs,
+                           skip_table_creation=not create)
     except Exception as exc:  # sqlalchemy OperationalError/DatabaseError, a schema of another version
         raise UserError(f"storage {su.display()!r}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc  # sqlalchemy wraps the driver's error
+    # Optuna wraps SQLAlchemy's error (StorageInternalError: "An exception is raised during the
+    # commit..."), which wraps the driver's: say the driver's
+    cause = exc
+    while cause.__cause__ is not None and getattr(cause, "orig", None) is None:
+        cause = cause.__cause__
+    orig = getattr(cause, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return (text[0] if text else type(orig).__name__)[:240]
 
@@ -257,15 +264,39 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
-def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)``, retried while it fails with a :func:`transient` error."""
+def dropped(exc: BaseException) -> bool:
+    """An established connection that went away (terminated by the server, reset), as opposed to
+    one that could not be made (a wrong database, user or password): only the first is retried
+    while a storage opens, so a mistyped URL still fails in seconds."""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 5:
+        orig = getattr(e, "orig", None) or e
+        state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        if state.startswith(("57P", "08")):  # operator intervention (pg_terminate_backend), connection exception
+            return True
+        text = str(orig).lower()
+        if any(w in text for w in ("terminating connection", "server closed the connection", "connection reset",
+                                   "connection already closed", "consuming input failed")):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def retry_while(when: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried (about 16 s in all) while it fails with an error ``when`` accepts."""
     for delay in (*RETRY_DELAYS_S, None):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if delay is None or not transient(exc):
+            if delay is None or not when(exc):
                 raise
             time.sleep(delay)
+
+
+def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, retried while it fails with a :func:`transient` error."""
+    return retry_while(transient, fn, *args, **kwargs)
 
 
 class Retrying:

@@ -49,6 +49,17 @@ def test_mistakes_are_one_line_and_write_nothing(cli, tmp_path, monkeypatch, arg
     assert notadb.read_text() == "not a database"
 
 
+def test_postgres_wrong_database_or_user(cli, tmp_path, monkeypatch, postgres_url):
+    monkeypatch.chdir(tmp_path)
+    base = postgres_url.rsplit("/", 1)[0]
+    for url, words in ((base + "/nas_no_such_db", 'database "nas_no_such_db" does not exist'),
+                       (postgres_url.replace("postgres@", "nas_no_such_user@"), 'role "nas_no_such_user" does not')):
+        start = time.monotonic()
+        code, _, err = cli("search", "--space", "resnest", "--budget", "4G", "--storage", url)
+        assert code == 2 and err.startswith("error: ") and words in err and err.count("\n") == 1, err
+        assert time.monotonic() - start < 30
+
+
 def test_gpu_options_on_a_cluster_without_gpus(cli, tmp_path, ray_cluster):
     for args, words in ((["--gpus-per-trial", "0.5"], "--gpus-per-trial 0.5 but the Ray cluster has no GPU"),
                         (["--device", "cuda"], "--device cuda but the Ray cluster has no GPU")):
