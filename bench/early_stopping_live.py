@@ -13,6 +13,9 @@ the scheduler stopped. It reports, over those candidates:
   taking its measured time) predicts it stops.
 
     python bench/early_stopping_live.py bench/data/resnext_cifar_curves.json --storage sqlite:///bench-curves.db
+
+Where that study is gone (the shipped curves file without its database), the search without early
+stopping is read from the curves file: its candidates are that search's trials, in order.
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ def trained(storage: str, study: str) -> list:
     return read_settings(s), sorted((r for r in read_trials(s) if r.trained), key=lambda r: r.number)
 
 
+class Recorded:
+    """A candidate of the curves file in the shape of a trained trial's record (trial ``number``)."""
+
+    outcome = "complete"
+
+    def __init__(self, number: int, candidate) -> None:
+        self.number = number
+        self.curve = [{"epoch": e + 1, "accuracy": a} for e, a in enumerate(candidate.accuracy)]
+        self._attrs = {"arch_hash": candidate.arch_hash, "flops": candidate.flops, "arch": candidate.arch_hash}
+
+    def get(self, key: str):
+        return self._attrs.get(key)
+
+
 def front_hv(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
     if not points:
         return 0.0
@@ -76,8 +93,13 @@ def main(argv: list[str] | None = None) -> None:
             command[command.index(flag) + 1] = value
         print(" ".join(command), flush=True)
         subprocess.run([sys.executable, "-m", "nas.cli", *command[1:]], check=True)
-    _, full = trained(args.storage, args.study)
     live_settings, live = trained(args.storage, args.live_study)
+    try:
+        _, full = trained(args.storage, args.study)
+    except KeyError:  # that study is gone: its trials, in order, are the curves file's candidates
+        print(f"(no study {args.study} in {args.storage}: the search without early stopping is read from "
+              f"{args.curves})")
+        full = [Recorded(i, c) for i, c in enumerate(curves.candidates)]
     es = live_settings.early_stopping or {}
 
     full = full[:len(live)]

@@ -83,6 +83,7 @@ class Running:
     started: float
     curve: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
+    written: float = 0.0  # when the curve was last written (time.monotonic)
 
     @property
     def number(self) -> int:
@@ -106,6 +107,12 @@ Event = dict[str, Any]
 
 
 class StudySearcher(Searcher):
+    #: A running trial's curve is written at most this often (seconds): every epoch when epochs take
+    #: longer (a CPU, or a GPU on a real dataset), fewer writes when a small proxy reports several
+    #: epochs a second. The final record always holds the whole curve; a resumed search rebuilds
+    #: its rungs from trained trials only, so nothing decided depends on these interim writes.
+    curve_every_s = 2.0
+
     def __init__(self, study: optuna.Study, storage: DeferredStorage, space: SearchSpace, settings: StudySettings,
                  target: int, driver_id: str, spec: dict[str, Any],
                  on_event: Callable[[Event], None] | None = None, weights: WeightsKeeper | None = None) -> None:
@@ -209,9 +216,12 @@ class StudySearcher(Searcher):
             run.restarts += 1
         point = _curve_point(result)
         run.curve.append(point)
-        self._write(run.trial_id, user_attrs={"curve": run.curve, "accuracy": point["accuracy"],
-                                              "epochs": epoch, "restarts": run.restarts,
-                                              **_where(result)})
+        now = time.monotonic()
+        if len(run.curve) == 1 or now - run.written >= self.curve_every_s:
+            run.written = now
+            self._write(run.trial_id, user_attrs={"curve": run.curve, "accuracy": point["accuracy"],
+                                                  "epochs": epoch, "restarts": run.restarts,
+                                                  **_where(result)})
         self.on_event({"kind": "epoch", "number": run.number, "epoch": epoch, "accuracy": point["accuracy"]})
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

@@ -105,8 +105,12 @@ def test_complete_then_duplicate_copies_the_result(tmp_path):
     s, study, _ = _make(tmp_path, [SMALL, SMALL, SMALL2])
     s.suggest("t1")
     s.on_trial_result("t1", {"epoch": 1, "accuracy": 0.3, "final": False})
-    s.on_trial_result("t1", {"epoch": 2, "accuracy": 0.4, "final": False})
-    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4]  # written as it trains
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3]  # written as it trains
+    s.on_trial_result("t1", {"epoch": 2, "accuracy": 0.4, "final": False})  # within curve_every_s: not yet
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3]
+    s.curve_every_s = 0.0
+    s.on_trial_result("t1", {"epoch": 3, "accuracy": 0.45, "final": False})
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4, 0.45]
     s.on_trial_complete("t1", _final(0.55))
     assert s.suggest("t2")["nas"]["trial_number"] == 2  # trial 1 was the duplicate
     done, dup = study.trials[0], study.trials[1]

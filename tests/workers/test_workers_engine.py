@@ -290,9 +290,11 @@ def test_time_limit_stops_a_run_as_timeout(small_shapes, tiny_net):
     import time as _time
 
     def slow(record):
-        _time.sleep(0.3)
+        _time.sleep(2.0)
 
+    # each epoch's callback alone outlasts the limit: the run stops in its first or second epoch
+    # (the first when the machine is loaded and 4 steps take longer than the limit), never ends
     result = train(tiny_net(), small_shapes.take(256, 64), Schedule(epochs=5, batch_size=64), on_epoch=slow,
-                   time_limit_s=0.2)
-    assert result.status == "timeout" and "time limit in epoch 2" in result.reason
-    assert result.epochs_completed == 1
+                   time_limit_s=1.5)
+    assert result.status == "timeout" and "time limit in epoch" in result.reason
+    assert result.epochs_completed <= 1 and f"epoch {result.epochs_completed + 1}," in result.reason
