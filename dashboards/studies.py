@@ -19,7 +19,7 @@ from typing import Any
 
 from nas.records import OBJECTIVES, StudySettings, TrialRecord, read_settings, read_trials
 from nas.search_spaces.errors import UserError
-from nas.storage import StorageURL, open_storage, parse_storage
+from nas.storage import StorageURL, open_storage, parse_storage, transient, with_retries
 
 __all__ = ["StudyData", "StudySource", "open_sources", "quiet_gc", "resolve_names"]
 
@@ -212,9 +212,10 @@ class StudySource:
     def records(self) -> list[TrialRecord]:
         if self._reader is not None:
             try:
-                return self._reader.read()
-            except Exception:  # an Optuna whose tables differ: its own API still reads them
-                self._reader = None
+                return with_retries(self._reader.read)  # a dropped connection: read again, same reader
+            except Exception as exc:
+                if not transient(exc):  # an Optuna whose tables differ: its own API reads them from now on
+                    self._reader = None
         return read_trials(self._study)
 
     def read(self) -> StudyData:

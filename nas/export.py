@@ -21,7 +21,7 @@ from nas import __version__
 from nas.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front
 from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import atomic_write, atomic_write_text
+from nas.search_spaces.files import atomic_write
 
 BY_CHOICES = ("accuracy", "knee", "flops", "params", "latency")
 
@@ -139,21 +139,53 @@ def weights_bytes(r: TrialRecord, folder: Path) -> bytes:
 
 def write_export(config: ArchConfig, out: Path, weights: bytes | None, weights_out: Path | None,
                  onnx_out: Path | None, classes: int) -> None:
-    """The config file, then the weights, then the ONNX graph (each written atomically)."""
+    """The config file, the weights and the ONNX graph, all or nothing: each is made in a staging
+    folder beside the config first (the ONNX export is what can fail), then each is moved into
+    place atomically. A failure leaves none of them written, and says why in one line."""
+    import tempfile
+
     if weights is not None and weights_out is not None:
-        atomic_write(weights_out, lambda f: f.write(weights))
         config = parse_config({**config.to_dict(), "provenance": {
             **(config.provenance or {}), "weights": {"file": weights_out.name, "classes": classes,
                                                      "load": f"nas.build_model('{out.name}', classes={classes}, "
                                                              f"weights='{weights_out.name}')"}}})
-    atomic_write_text(out, config.to_yaml())
-    if onnx_out is not None:
-        write_onnx(config, onnx_out, weights_out if weights is not None else None, classes)
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+            staged: list[tuple[Path, Path]] = []
+            weights_path = None
+            if weights is not None and weights_out is not None:
+                weights_path = Path(tmp) / "weights.pt"
+                weights_path.write_bytes(weights)
+                staged.append((weights_path, weights_out))
+            config_path = Path(tmp) / "config.yaml"
+            config_path.write_text(config.to_yaml())
+            staged.append((config_path, out))
+            if onnx_out is not None:
+                staged += stage_onnx(config, Path(tmp) / "onnx", onnx_out, weights_path, classes)
+            for src, dst in staged:
+                _place(src, dst)
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
 
 
-def write_onnx(config: ArchConfig, path: Path, weights: Path | None, classes: int) -> None:
-    import tempfile
+def _place(src: Path, dst: Path) -> None:
+    """Move a staged file to ``dst`` atomically (a copy through a temp file on another file system)."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        import errno
+        import shutil
 
+        if exc.errno != errno.EXDEV:
+            raise
+        with src.open("rb") as f:
+            atomic_write(dst, lambda g: shutil.copyfileobj(f, g))
+
+
+def stage_onnx(config: ArchConfig, folder: Path, path: Path, weights: Path | None,
+               classes: int) -> list[tuple[Path, Path]]:
+    """Export the ONNX graph into ``folder``; returns (staged file, destination) pairs: the graph,
+    and its weights file beside it when they are too large for one protobuf."""
     import torch
 
     from nas.search_spaces.builder import build_model
@@ -162,11 +194,9 @@ def write_onnx(config: ArchConfig, path: Path, weights: Path | None, classes: in
     x = torch.randn(1, config.in_channels, config.resolution, config.resolution)
     # One file while the weights fit a protobuf (2 GB); beyond that ONNX keeps them beside it (.data).
     external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.5 * 2**30
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        staged = Path(tmp) / path.name
-        try:
-            torch.onnx.export(model, (x,), str(staged), dynamo=True, verbose=False, external_data=external)
-        except ImportError as exc:
-            raise UserError(f"--onnx needs the onnx and onnxscript packages ({exc})") from None
-        for produced in Path(tmp).iterdir():  # the graph, and its weights file when external
-            os.replace(produced, path.parent / produced.name)
+    folder.mkdir()
+    try:
+        torch.onnx.export(model, (x,), str(folder / path.name), dynamo=True, verbose=False, external_data=external)
+    except ImportError as exc:
+        raise UserError(f"--onnx needs the onnx and onnxscript packages ({exc})") from None
+    return [(produced, path.parent / produced.name) for produced in folder.iterdir()]

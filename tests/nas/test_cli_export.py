@@ -113,6 +113,20 @@ def test_export_mistakes_are_one_line(study_db, cli, tmp_path):
     assert not (tmp_path / "x.yaml").exists()
 
 
+def test_a_failed_onnx_export_writes_nothing(study_db, cli, tmp_path, monkeypatch):
+    """The ONNX graph is made before anything is moved into place: when it fails, neither the
+    config nor the weights are left behind (nor any staging file)."""
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "best.onnx"))
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    out, weights, onnx_file = tmp_path / "best.yaml", tmp_path / "best.pt", tmp_path / "best.onnx"
+    code, _, err = cli("export", "--storage", study_db, "--study", "tiny-5MFLOPs", "--best", "-o", out,
+                       "--weights", weights, "--onnx", onnx_file)
+    assert code == 2 and err.startswith("error: cannot write ") and "No space left on device" in err
+    assert err.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("space_name", space_names())
 def test_round_trip_for_every_built_in_space(space_name, tmp_path, cli):
     """A study recorded by the searcher's own code (trained instantly: the accuracy is invented),
