@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 MARK = "NAS_CLUSTER"
 
@@ -129,6 +129,12 @@ class Reaper:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                                      start_new_session=True)
         self._known: set[int] = set()
+        # The processes the embedding program had started before (a notebook's server, another tool):
+        # never the cluster's. After the cluster has started, only its processes' descendants are.
+        import psutil
+
+        self._before = {c.pid for c in psutil.Process().children()}
+        self._roots: list[Any] | None = None  # the driver's children started while marking
         # Ray starts processes at any time (its agents after ray.init returns, workers per trial): a
         # driver killed at any moment must have told the watcher about all of them, so look often.
         self._closed = threading.Event()
@@ -139,6 +145,8 @@ class Reaper:
     def marking(self) -> Iterator[None]:
         """Processes started inside carry the mark (start the cluster here); the driver's later
         children (a user's subprocess, another search) do not."""
+        import psutil
+
         saved = os.environ.get(MARK)
         os.environ[MARK] = self.token
         try:
@@ -148,22 +156,38 @@ class Reaper:
                 os.environ.pop(MARK, None)
             else:
                 os.environ[MARK] = saved
+            with self._lock:
+                self._roots = self._tops(psutil.Process())
 
     def _poll(self, every_s: float) -> None:
         while not self._closed.wait(every_s):
             self.watch_children()
 
     def watch_children(self) -> None:
-        """Send the processes this process has started (recursively) that the watcher does not know."""
+        """Send the cluster's processes (the driver's children started while marking, and their
+        descendants) that the watcher does not know."""
         with self._lock:
             if self.proc.stdin is not None and not self.proc.stdin.closed:
                 self._watch_children()
+
+    def _tops(self, me: Any) -> list[Any]:
+        """The driver's direct children that may be the cluster's: those it started since this
+        watcher (while the cluster starts), or those it started while marking (afterwards)."""
+        if self._roots is not None:
+            return [p for p in self._roots if p.is_running()]
+        return [c for c in me.children() if c.pid not in self._before and c.pid != self.proc.pid]
 
     def _watch_children(self) -> None:
         import psutil
 
         lines = []
-        for child in psutil.Process().children(recursive=True):
+        family = []
+        for top in self._tops(psutil.Process()):
+            try:
+                family += [top, *top.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        for child in family:
             if child.pid in self._known or child.pid == self.proc.pid:
                 continue
             try:

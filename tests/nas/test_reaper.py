@@ -54,3 +54,37 @@ def test_killed_driver_leaves_no_marked_process_and_spares_the_rest():
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+CLEAN = textwrap.dedent("""
+    import subprocess, sys, time
+    from nas.reaper import Reaper
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    before = subprocess.Popen(sleep)  # e.g. a dashboard the embedding program started first
+    reaper = Reaper(every_s=0.05)
+    with reaper.marking():
+        cluster = subprocess.Popen(sleep)  # a direct child, as Ray's raylet and GCS are
+    after = subprocess.Popen(sleep)  # the program's own, started while the search runs
+    time.sleep(1.0)  # the poller lists the cluster's processes several times
+    reaper.close()
+    print(before.pid, cluster.pid, after.pid, reaper.proc.pid, flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_a_clean_exit_ends_only_the_cluster_not_the_programs_other_children():
+    driver = subprocess.Popen([sys.executable, "-c", CLEAN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    before, cluster, after, watcher = map(int, driver.stdout.readline().split())
+    try:
+        assert _gone(cluster), "the cluster's process outlived the search"
+        assert _gone(watcher)
+        for pid in (before, after):
+            assert not _gone(pid, timeout=0.5), "a process the program started itself was ended"
+    finally:
+        driver.kill()
+        for pid in (before, cluster, after):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
