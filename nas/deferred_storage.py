@@ -74,7 +74,8 @@ class DeferredStorage(BaseStorage):
         inside that transaction, after it has taken the study's write lock, and may refuse with a
         reason (:class:`Refused`; the trial stays pending). Several drivers then never both start
         the same architecture, nor start more trials than the study wants: the check and the write
-        are one step. On a journal file (no transactions) the check is made just before the write.
+        are one step. A journal file has no transactions: the check is made just before the write, and
+        ``nas search`` lets one driver at a time work on a journal study.
         """
         study_id, trial = self._pending.pop(trial_id)
         try:
@@ -84,6 +85,58 @@ class DeferredStorage(BaseStorage):
             raise
         self._committed[trial_id] = trial._trial_id
         return trial
+
+    def claim_waiting(self, study_id: int, system_attrs: Mapping[str, Any]) -> int | None:
+        """Take the oldest queued (WAITING) trial of the study: RUNNING, with ``system_attrs`` (its
+        driver), in one transaction, so no other driver ever sees it running without an owner (and
+        takes it for an orphan). Returns its id, or ``None`` when nothing is queued. Optuna's
+        ``study.ask`` claims first and leaves the owner to a second write."""
+        if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
+            for t in self.backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+                if self.backend.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    for key, value in system_attrs.items():
+                        self.backend.set_trial_system_attr(t._trial_id, key, value)
+                    return t._trial_id
+            return None
+        attrs = {**system_attrs, WRITE_TOKEN: uuid.uuid4().hex}
+        attempts = iter(range(1000))
+        trial_id = with_retries(lambda: self._claim_once(study_id, attrs, next(attempts) > 0))
+        if trial_id is not None:  # Optuna's read cache learns of the trial (its parameters are written through it)
+            self.backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return trial_id
+
+    def _claim_once(self, study_id: int, attrs: dict[str, Any], retry: bool) -> int | None:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import delete, insert, update
+
+        assert self._rdb is not None
+        trials, sys_attrs = models.TrialModel, models.TrialSystemAttributeModel
+        with _create_scoped_session(self._rdb.scoped_session) as session:
+            # the study's write lock first (see _insert_once): no snapshot goes stale under SQLite's WAL
+            session.execute(update(models.StudyModel).where(models.StudyModel.study_id == study_id)
+                            .values(study_name=models.StudyModel.study_name))
+            if retry:  # the first attempt may have committed before its connection dropped
+                mine = (session.query(sys_attrs.trial_id).join(trials, trials.trial_id == sys_attrs.trial_id)
+                        .filter(trials.study_id == study_id, sys_attrs.key == WRITE_TOKEN,
+                                sys_attrs.value_json == json.dumps(attrs[WRITE_TOKEN])).first())
+                if mine is not None:
+                    return int(mine[0])
+            waiting = (session.query(trials.trial_id)
+                       .filter(trials.study_id == study_id, trials.state == TrialState.WAITING)
+                       .order_by(trials.number).first())
+            if waiting is None:
+                return None
+            tid = int(waiting[0])
+            table = trials.__table__
+            session.execute(update(table).where(table.c.trial_id == tid)
+                            .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
+            attr_table = sys_attrs.__table__  # a retry given back and claimed again has them: replace them
+            session.execute(delete(attr_table).where(attr_table.c.trial_id == tid, attr_table.c.key.in_(list(attrs))))
+            session.execute(insert(attr_table),
+                            [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+            point("write")
+        return tid
 
     def discard(self, trial_id: int) -> None:
         """Forget a pending trial without writing it."""

@@ -23,7 +23,7 @@ from nas.search_spaces.registry import load_space
 from nas.search_spaces.sampler import check_budget, flops_range
 from nas.search_spaces.space import SearchSpace
 from nas.search_spaces.units import format_flops
-from nas.storage import Retrying, StorageURL, open_storage, parse_storage
+from nas.storage import NoStorage, Retrying, StorageURL, open_storage, parse_storage
 
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
@@ -193,6 +193,10 @@ def prepare(opts: SearchOptions) -> Plan:
     plan = Plan(opts=opts, space=space, space_text=_space_text(opts.space, space), budget=budget,
                 objectives=objectives, storage=storage, study_name=opts.study or default_study_name(space, budget),
                 dataset_name=dataset, classes=data.num_classes, n_train=n_train, n_val=n_val)
+    lo, hi, exact = flops_range(space)
+    if exact and budget.high >= hi and budget.low <= lo:
+        plan.notes.append(f"the budget {budget} holds every network of space {space.name} (at most "
+                          f"{format_flops(hi)}): it rules nothing out")
     opts.dataset = dataset
     del data
     return plan
@@ -314,9 +318,10 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         f"budget    {s.budget_text()} at {s.space_resolution}x{s.space_resolution} (FLOPs = multiply-adds)",
         f"data      {plan.dataset_name}: {s.classes} classes at {s.train_resolution}x{s.train_resolution} "
         f"(candidates train at this resolution); {imgs(s.train_images, plan.n_train)} train / "
-        f"{imgs(s.val_images, plan.n_val)} val images, {s.epochs} epochs, batch {s.batch_size}, "
+        f"{imgs(s.val_images, plan.n_val)} val images, {_n(s.epochs, 'epoch')}, batch {s.batch_size}, "
         f"lr {s.schedule['lr']:g}",
-        f"trials    {plan.opts.trials or '-'} trained candidates in total, {res.concurrency} at a time on "
+        f"trials    {_n(plan.opts.trials or 0, 'trained candidate')} in total, "
+        f"{min(res.concurrency, plan.opts.trials or res.concurrency)} at a time on "
         f"{res.device} ({res.cpus_per_trial:g} CPU" + (f", {res.gpus_per_trial:g} GPU" if res.gpus_per_trial else "")
         + f" each); {plan.opts.sampler} sampler, seed {plan.opts.seed}; objectives "
         + ", ".join(f"{o} ({'max' if OBJECTIVES[o][0] else 'min'})" for o in s.objectives),
@@ -329,6 +334,10 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
     print("\n".join(lines), file=out, flush=True)
     for note in dict.fromkeys(plan.notes):
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def rungs(settings: StudySettings) -> list[int]:
@@ -371,11 +380,34 @@ def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
     fid = fidelity_for(plan.opts, gpu=device == "cuda")
     lr = plan.opts.lr or 0.1 * fid.batch_size / 256  # the linear scaling rule: 0.1 per 256 images
     settings = settings_for(plan, fid, lr)
-    if plan.storage.exists():
+    try:
         # A second driver started at the same moment may find the file before its schema: wait for it.
         reader = optuna.storages.get_storage(open_storage(plan.storage, create=False, wait_s=10.0))
-        plan.study_exists = check_existing(Retrying(reader), plan.study_name, settings)
+    except NoStorage:  # no file yet, or a database server with no study tables yet: a new study
+        return fid, settings
+    plan.study_exists = check_existing(Retrying(reader), plan.study_name, settings)
+    if plan.study_exists and plan.storage.kind == "journal":
+        _one_driver_on_journal(reader, reader.get_study_id_from_name(plan.study_name), plan)
     return fid, settings
+
+
+def _one_driver_on_journal(storage: Any, study_id: int, plan: Plan, me: Any = None) -> None:
+    """A journal file has no transactions, so the check that keeps two drivers from starting the
+    same architecture cannot be one step with the write there: refuse a second driver. Checked before
+    anything is printed (any live driver), and again once this one is registered (the later of two
+    that started together gives way)."""
+    from nas.study import drivers
+
+    mine = (me.record.started, me.id) if me is not None else None
+    first = [d for d in drivers(storage, study_id).values()
+             if d.alive() and (mine is None or (d.id != me.id and (d.started, d.id) < mine))]
+    if first:
+        if me is not None:
+            me.end()
+        raise UserError(f"study {plan.study_name!r} in {plan.storage.display()} is being searched by another driver "
+                        f"(pid {first[0].pid}, {first[0].machine.split('@')[0]}); a journal file cannot keep two "
+                        f"drivers from training the same architecture: use PostgreSQL for several drivers (or an "
+                        f"SQLite file, for drivers on one machine)")
 
 
 def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
@@ -387,7 +419,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
     from nas.progress import Progress, front_header, front_rows
     from nas.records import front
     from nas.searcher import StudySearcher
-    from nas.study import Driver, open_search_study, recover_orphans
+    from nas.study import Driver, open_search_study
     from nas.text_table import render_table
     from nas.weights import WeightsKeeper, artifacts_dir
     from nas.workers.trial import TrialSpec
@@ -417,9 +449,8 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         study.sampler = make_sampler(opts.sampler, opts.seed + 1_000_003 * len(study.trials), fid.trials)
         driver = Driver(storage, study._study_id)
         driver.beat(force=True)
-        for orphan, queued in recover_orphans(study, storage, me=driver.id):
-            print(f"trial {orphan} was left running by a driver that stopped; its architecture is queued "
-                  f"again as trial {queued}", file=out)
+        if plan.storage.kind == "journal":
+            _one_driver_on_journal(storage, study._study_id, plan, me=driver)
         spec = TrialSpec(config={}, dataset=plan.dataset_name, schedule=settings.schedule, device=res.device,
                          train_limit=fid.train_images, val_limit=fid.val_images,
                          latency="latency" in plan.objectives, threads=max(1, int(res.cpus_per_trial)),
@@ -431,6 +462,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         weights = WeightsKeeper(artifacts_dir(plan.storage, opts.artifacts), f"nas-weights-{driver.id}")
         searcher = StudySearcher(study, storage, plan.space, settings, fid.trials, driver.id, spec,
                                  on_event=progress.event, weights=weights)
+        searcher.recover()  # what a driver that died left running is failed and queued to train again
         if searcher.remaining <= 0:
             print(f"study {plan.study_name} already has {searcher.trained} trained candidates "
                   f"(--trials {fid.trials}); raise --trials to train more", file=out)
@@ -440,7 +472,10 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
                   f"stop at once)", file=sys.stderr, flush=True)
 
         def step() -> None:
-            driver.beat()
+            if driver.beat():
+                # Another driver of this study may have died meanwhile: what it left running is failed
+                # and queued now, not at the next start (its held duplicates here would wait for ever).
+                searcher.recover()
             progress.tick()
 
         with Interrupt(on_first=stopping) as interrupt:
@@ -449,7 +484,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
                     run_tune(searcher, res.as_tune(), res.concurrency, interrupt, on_step=step,
                              scheduler=make_scheduler(settings, read_trials(study)))
             finally:
-                if interrupt.event.is_set() or searcher.running:
+                if interrupt.event.is_set() or searcher.running or searcher.held:
                     searcher.interrupt_running()
                 progress.close()
                 driver.end()

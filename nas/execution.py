@@ -184,12 +184,13 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
     from nas.workers.tune_trainable import tune_trainable
 
     storage = tempfile.mkdtemp(prefix="nas-tune-")
+    name = os.path.basename(storage)  # Tune's experiment folder: unique, so it is found again to be removed
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable or tune_trainable, resources),
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                         max_concurrent_trials=max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name="nas", storage_path=storage, verbose=0, stop=_interrupt_stopper(interrupt),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, stop=_interrupt_stopper(interrupt),
                                       callbacks=[_tick_callback(on_step, getattr(searcher, "tune_trials", None))],
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
@@ -197,6 +198,43 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
         tuner.fit()
     finally:
         shutil.rmtree(storage, ignore_errors=True)
+        remove_staged(name)
+
+
+def _remove_staged_here(name: str) -> int:
+    """Remove this node's copies of Tune experiment ``name``: Tune stages the experiment's state and
+    every trial's working folder under the node's Ray session (``artifacts/<time>/<name>``), beside
+    ``storage_path``. Returns how many folders went."""
+    import glob
+
+    import ray
+
+    session = ray._private.worker.global_worker.node.get_session_dir_path()
+    found = glob.glob(os.path.join(session, "artifacts", "*", name))
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))  # the run's <time> folder, when nothing else is in it
+    return len(found)
+
+
+def remove_staged(name: str, timeout_s: float = 10.0) -> int:
+    """Remove what Tune staged for experiment ``name`` on every live node (a CPU-less task per node,
+    so a cluster busy with another job's trials still runs it). Returns how many folders went."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if not ray.is_initialized():
+        return 0
+    task = ray.remote(num_cpus=0, max_retries=0)(_remove_staged_here)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(name)
+            for n in ray.nodes() if n.get("Alive")]
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    removed = 0
+    for ref in done:
+        with contextlib.suppress(Exception):
+            removed += ray.get(ref)
+    return removed
 
 
 # Tune pickles its stopper, callbacks and search algorithm into its experiment folder (for

@@ -13,7 +13,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from nas.records import COMPLETE, DUPLICATE, FAILED, INFEASIBLE, INTERRUPTED, INVALID, PRUNED, RUNNING, TrialRecord
+from nas.records import (
+    COMPLETE,
+    DUPLICATE,
+    FAILED,
+    INFEASIBLE,
+    INTERRUPTED,
+    INVALID,
+    ORPHANED,
+    PRUNED,
+    RUNNING,
+    TrialRecord,
+)
 from nas.records import counts as count_outcomes
 from nas.records import front as pareto_front
 from nas.search_spaces.units import format_flops
@@ -101,8 +112,18 @@ class Progress:
                             f"duplicates (the space may hold no more candidates under this budget)")
             if not self.live:
                 print(self.message, file=self.out, flush=True)
+        elif kind == ORPHANED:
+            self.note(f"trial {ev['number']} was left running by a driver that stopped; its architecture is queued "
+                      f"again as trial {ev['queued']}")
         elif kind == INTERRUPTED and not self.live:
             print(f"trial {ev['number']} interrupted; queued to train again", file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line for the user while the search runs (above the live panel on a terminal)."""
+        if self._live_view is not None:
+            self._live_view.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.out, flush=True)
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -160,7 +181,7 @@ class Progress:
 
         elapsed = time.monotonic() - self.start
         done = self.trained
-        bar_w = 30
+        bar_w = 20  # the head line fits an 80-column terminal
         filled = int(bar_w * min(1.0, done / max(1, self.target)))
         head = Text.assemble(
             ("nas search  ", "bold"), ("━" * filled, "green"), ("━" * (bar_w - filled), "grey37"),

@@ -111,8 +111,8 @@ class StudySettings:
     #: Fields a resumed search must match, with the words used when they differ.
     COMPARED = {
         "space_fingerprint": "space", "budget_low": "budget", "budget_high": "budget", "dataset": "dataset",
-        "train_images": "train images", "val_images": "val images", "epochs": "epochs",
-        "batch_size": "batch size", "schedule": "schedule", "objectives": "objectives",
+        "train_resolution": "training resolution", "train_images": "train images", "val_images": "val images",
+        "epochs": "epochs", "batch_size": "batch size", "schedule": "schedule", "objectives": "objectives",
         "early_stopping": "early stopping",
     }
 

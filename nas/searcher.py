@@ -50,6 +50,7 @@ from nas.records import (
     INTERRUPTED,
     INVALID,
     OBJECTIVES,
+    ORPHANED,
     PRUNED,
     TRAINED,
     StudySettings,
@@ -60,7 +61,7 @@ from nas.search_spaces.config import parse_config
 from nas.search_spaces.optuna_bridge import suggest_values
 from nas.search_spaces.sampler import feasible_architectures
 from nas.search_spaces.space import SearchSpace
-from nas.study import enqueue_retry
+from nas.study import enqueue_retry, recover_orphans
 from nas.weights import WeightsKeeper
 from nas.workers.faults import planned
 
@@ -83,7 +84,7 @@ class Running:
     started: float
     curve: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0
-    written: float = 0.0  # when the curve was last written (time.monotonic)
+    written: float = 0.0  # when the trial or its curve was last written (time.monotonic)
 
     @property
     def number(self) -> int:
@@ -107,11 +108,17 @@ Event = dict[str, Any]
 
 
 class StudySearcher(Searcher):
-    #: A running trial's curve is written at most this often (seconds): every epoch when epochs take
-    #: longer (a CPU, or a GPU on a real dataset), fewer writes when a small proxy reports several
-    #: epochs a second. The final record always holds the whole curve; a resumed search rebuilds
-    #: its rungs from trained trials only, so nothing decided depends on these interim writes.
+    #: A running trial's curve is written at most this often (seconds, counted from its start): every
+    #: epoch when epochs take longer (a CPU, or a GPU on a real dataset), fewer writes when a small proxy
+    #: reports several epochs a second, none for a trial done within it. The final record always holds
+    #: the whole curve; a resumed search rebuilds its rungs from trained trials only, so nothing decided
+    #: depends on these interim writes.
     curve_every_s = 2.0
+    #: How often ``suggest`` re-reads the study for what other drivers did (seconds). Nothing depends on
+    #: it for correctness: the write that starts a trial is guarded (an architecture another driver has
+    #: started or trained, or a study already at its total, is refused and re-read at once), and this
+    #: driver's own counts are kept as it goes. A read per proposal took a third of a trial's overhead.
+    sync_every_s = 1.0
 
     def __init__(self, study: optuna.Study, storage: DeferredStorage, space: SearchSpace, settings: StudySettings,
                  target: int, driver_id: str, spec: dict[str, Any],
@@ -135,6 +142,7 @@ class StudySearcher(Searcher):
         self._trained = self._in_flight = 0
         self._waiting = False
         self._dispatched = 0
+        self._synced = 0.0  # when the study was last read (time.monotonic)
         # A small space is enumerated once: the search then knows when every architecture within
         # the budget has been trained (or is training) and stops asking at once.
         self._feasible = feasible_architectures(space, settings.budget_high, settings.budget_low)
@@ -149,6 +157,7 @@ class StudySearcher(Searcher):
     def sync(self) -> None:
         """Read the study (incrementally: Optuna caches finished trials) and rebuild what the
         decisions need: trained count, running count, architectures trained or in training."""
+        self._synced = time.monotonic()
         trained = in_flight = 0
         waiting = False
         running: dict[str, int] = {}
@@ -171,6 +180,17 @@ class StudySearcher(Searcher):
                     self._finished_index[h] = TrialRecord.from_frozen(t)
         self._trained, self._in_flight, self._waiting, self._running_elsewhere = trained, in_flight, waiting, running
 
+    def recover(self) -> list[tuple[int, int]]:
+        """Fail the trials that dead drivers left RUNNING (``orphaned``) and queue their architectures
+        to train again (:func:`nas.study.recover_orphans`); the study is re-read when there were any.
+        Returns ``(orphan, queued)`` trial numbers."""
+        recovered = recover_orphans(self.study, self.storage, me=self.driver_id)
+        for orphan, queued in recovered:
+            self.on_event({"kind": ORPHANED, "number": orphan, "queued": queued})
+        if recovered:
+            self.sync()
+        return recovered
+
     @property
     def trained(self) -> int:
         return self._trained
@@ -183,14 +203,21 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.interrupting:
             return None
-        self.sync()
+        if time.monotonic() - self._synced >= self.sync_every_s:
+            self.sync()
         promoted = self._resolve_held()
         if promoted is not None:
             config = self._dispatch(trial_id, promoted.trial, promoted.arch_hash)
             if config is not None:
                 return config
         if self.remaining <= 0 or self.exhausted:
-            return Searcher.FINISHED if not self.held and not self.running else None
+            if self.held or self.running:
+                return None
+            # Trials of other drivers make up the rest of the total: if a driver of them died, they are
+            # not coming, and this one trains them again rather than finish the study short.
+            if not self.exhausted and self._in_flight and self.recover():
+                return None
+            return Searcher.FINISHED
         if self._feasible is not None and self._feasible <= set(self._finished_index) | set(self._running_elsewhere):
             self.exhausted = True
             self.on_event({"kind": "exhausted", "architectures": len(self._feasible)})
@@ -217,7 +244,7 @@ class StudySearcher(Searcher):
         point = _curve_point(result)
         run.curve.append(point)
         now = time.monotonic()
-        if len(run.curve) == 1 or now - run.written >= self.curve_every_s:
+        if now - run.written >= self.curve_every_s:
             run.written = now
             self._write(run.trial_id, user_attrs={"curve": run.curve, "accuracy": point["accuracy"],
                                                   "epochs": epoch, "restarts": run.restarts,
@@ -264,6 +291,8 @@ class StudySearcher(Searcher):
                 run.curve.append(point)
             attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **_where(result),
                          reason=f"stopped by the scheduler after epoch {point['epoch']}")
+            if result.get("latency") is not None:  # an objective its rung ranked: a resume ranks it again
+                attrs["latency_ms"] = result["latency"]
         attrs["outcome"] = outcome
         system_attrs = self._keep_weights(run, values) if state == TrialState.COMPLETE else {}
         attrs.update(system_attrs.pop("user", {}))
@@ -304,15 +333,22 @@ class StudySearcher(Searcher):
 
     # ---- proposals -------------------------------------------------------------------------------
     def _ask(self) -> optuna.Trial:
-        if self._waiting:  # a queued retry: Optuna's ask claims it
-            return self.study.ask()
-        # No trial is waiting: skip ask's query for them and create the (pending) trial directly.
+        """``study.ask()``, in the two ways it is cheaper or safer here: a queued retry is claimed with
+        its owner in the same write (:meth:`DeferredStorage.claim_waiting`), and with nothing queued
+        the (pending) trial is made directly, without ask's query for queued trials."""
+        # What ask does first: the sampler reads the study afresh for every proposal. Trained trials
+        # are finished by DeferredStorage.update, not Study.tell, so without this the sampler would
+        # learn only when an infeasible or duplicate proposal happened to be told.
+        self.study._thread_local.cached_all_trials = None
+        if self._waiting:
+            trial_id = self.storage.claim_waiting(self.study._study_id, {DRIVER_ATTR: self.driver_id})
+            if trial_id is not None:
+                return optuna.Trial(self.study, trial_id)
+            self._waiting = False  # another driver took it
         return optuna.Trial(self.study, self.storage.create_new_trial(self.study._study_id))
 
     def _propose(self, tune_id: str) -> dict[str, Any] | None:
         trial = self._ask()
-        if not self.storage.is_pending(trial._trial_id):
-            self._waiting = False  # re-read at the next sync
         values = suggest_values(trial, self.space)
         config = self.space.try_decode(values)
         if config is None:
@@ -322,8 +358,10 @@ class StudySearcher(Searcher):
             return None
         cx = complexity(config)
         feasible = self._set_constraints(trial, cx.flops)
-        arch = {"arch": config.describe(), "arch_hash": config.arch_hash(), "flops": cx.flops,
-                "n_params": cx.params, "activations": cx.activations}
+        # Every proposal that is a network keeps its whole config, trained or not: the dashboards show
+        # an infeasible or duplicate architecture as fully as a trained one.
+        arch = {"arch": config.describe(), "arch_hash": config.arch_hash(), "config": config.to_dict(),
+                "flops": cx.flops, "n_params": cx.params, "activations": cx.activations}
         if not feasible:
             self._record(trial, TrialState.PRUNED, None, {
                 **arch, "outcome": INFEASIBLE,
@@ -334,7 +372,7 @@ class StudySearcher(Searcher):
         if original is not None:
             self._record_duplicate(trial, arch, original)
             return None
-        for key, value in {**arch, "config": config.to_dict()}.items():
+        for key, value in arch.items():
             trial.set_user_attr(key, value)
         if h in self._running_elsewhere:
             self.held.append(Held(trial, h, self._running_elsewhere[h]))
@@ -367,7 +405,7 @@ class StudySearcher(Searcher):
             frozen = self.storage.get_trial(trial._trial_id)
         self.stall = 0
         attrs = frozen.user_attrs
-        run = Running(frozen, arch_hash, time.time())
+        run = Running(frozen, arch_hash, time.time(), written=time.monotonic())
         self.running[tune_id] = run
         self._running_elsewhere[arch_hash] = frozen.number
         self._in_flight += 1
@@ -409,7 +447,15 @@ class StudySearcher(Searcher):
             self.held.append(Held(trial, arch_hash, int(number)))
             self.stall += 1
         else:  # the study has every trial it wants: this proposal is not made
+            self._release(trial)
+
+    def _release(self, trial: optuna.Trial) -> None:
+        """Give a proposal up untrained: a pending one is forgotten; a claimed retry goes back to
+        the queue (WAITING) for whoever trains next, never left RUNNING."""
+        if self.storage.is_pending(trial._trial_id):
             self.storage.discard(trial._trial_id)
+        else:
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
 
     def _set_constraints(self, trial: optuna.Trial, flops: int | None) -> bool:
         """Budget constraints (<= 0 feasible): relative excess over the high end, and below the low
@@ -481,7 +527,12 @@ class StudySearcher(Searcher):
         return {**system, "user": user}
 
     def _write(self, trial_id: int, **kwargs: Any) -> None:
-        self.storage.update(trial_id, **kwargs)
+        try:
+            self.storage.update(trial_id, **kwargs)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another driver took this one for dead (a heartbeat older than nas.study.STALE_S) and failed
+            # the trial as orphaned, queuing its architecture again: the study keeps that record.
+            pass
 
     # ---- held duplicates -----------------------------------------------------------------------
     def _resolve_held(self) -> Held | None:
@@ -515,7 +566,7 @@ class StudySearcher(Searcher):
         for tune_id in list(self.running):
             self._interrupt(self.running.pop(tune_id))
         for held in self.held:
-            self.storage.discard(held.trial._trial_id)
+            self._release(held.trial)
         self.held = []
 
 

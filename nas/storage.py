@@ -28,7 +28,11 @@ DEFAULT_STORAGE = "sqlite:///nas.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
-__all__ = ["DEFAULT_STORAGE", "StorageURL", "open_storage", "parse_storage"]
+__all__ = ["DEFAULT_STORAGE", "NoStorage", "StorageURL", "open_storage", "parse_storage"]
+
+
+class NoStorage(UserError):
+    """A reader found nothing to read: no file, or a database server with no study tables yet."""
 
 
 class StorageURL:
@@ -39,7 +43,8 @@ class StorageURL:
         self.text, self.kind, self.url, self.path = text, kind, url, path
 
     def exists(self) -> bool:
-        """Whether there is anything to read (a server database always counts as existing)."""
+        """Whether the file is there (a server database counts as existing: :func:`open_storage`
+        with ``create=False`` tells whether it holds Optuna's tables)."""
         return self.path.exists() if self.path is not None else True
 
     def __str__(self) -> str:
@@ -141,6 +146,24 @@ def _has_schema(path: Path) -> bool:
         return False
 
 
+def _rdb_has_schema(url: str, engine_kwargs: dict[str, Any]) -> bool:
+    """Whether a database server's database already holds Optuna's tables (read, never written):
+    a new, empty database is a place for a first search, not a broken storage."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool,
+                           **{k: v for k, v in engine_kwargs.items() if k != "pool_pre_ping"})
+    try:
+        with engine.connect() as conn:
+            # Optuna's schema is complete once its alembic revision is stamped, the last step it takes.
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            return conn.execute(text("SELECT 1 FROM alembic_version")).first() is not None
+    finally:
+        engine.dispose()
+
+
 def _create_sqlite(path: Path) -> None:
     """Create a new study file's schema under an exclusive lock on its folder: a second driver
     starting at the same moment waits, then finds it made. Readers never write (they wait until
@@ -185,7 +208,7 @@ def open_storage(storage: StorageURL | str | None, create: bool = True, wait_s: 
 
     su = storage if isinstance(storage, StorageURL) else parse_storage(storage)
     if not create and not su.exists():
-        raise UserError(f"no study storage at {su.path} (run 'nas search' first, or pass --storage)")
+        raise NoStorage(f"no study storage at {su.path} (run 'nas search' first, or pass --storage)")
     if su.kind == "journal":
         from optuna.storages.journal import JournalFileBackend
 
@@ -226,8 +249,13 @@ def open_storage(storage: StorageURL | str | None, create: bool = True, wait_s: 
     try:
         # A reader never creates tables (nor anything else): it only reads what a search wrote. A
         # connection dropped while the schema is checked is retried (a wrong database or user is not).
+        if su.kind == "rdb" and not create and not retry_while(dropped, _rdb_has_schema, su.url, engine_kwargs):
+            raise NoStorage(f"storage {su.display()!r} holds no study yet (run 'nas search' first, or pass "
+                            f"--storage)")
         return retry_while(dropped, optuna.storages.RDBStorage, su.url, engine_kwargs=engine_kwargs,
                            skip_table_creation=not create)
+    except UserError:
+        raise
     except Exception as exc:  # sqlalchemy OperationalError/DatabaseError, a schema of another version
         raise UserError(f"storage {su.display()!r}: {_first_line(exc)}") from None
 

@@ -194,12 +194,15 @@ class Driver:
     def id(self) -> str:
         return self.record.id
 
-    def beat(self, force: bool = False) -> None:
+    def beat(self, force: bool = False) -> bool:
+        """Write the heartbeat if :data:`HEARTBEAT_S` has passed (or ``force``); returns whether it did."""
         now = time.time()
-        if force or now - self._last >= HEARTBEAT_S:
-            self.record.heartbeat = now
-            self.storage.set_study_system_attr(self.study_id, DRIVER_PREFIX + self.id, self.record.to_dict())
-            self._last = now
+        if not (force or now - self._last >= HEARTBEAT_S):
+            return False
+        self.record.heartbeat = now
+        self.storage.set_study_system_attr(self.study_id, DRIVER_PREFIX + self.id, self.record.to_dict())
+        self._last = now
+        return True
 
     def end(self) -> None:
         self.record.ended = True
@@ -219,10 +222,14 @@ def recover_orphans(study: optuna.Study, storage: Any, me: str | None = None) ->
         if owner in alive or pending(trial._trial_id):  # a proposal of this process, not yet written
             continue
         reason = f"its driver {owner or '(unknown)'} stopped without recording a result; queued to train again"
-        storage.set_trial_user_attr(trial._trial_id, "outcome", ORPHANED)
-        storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            continue  # another driver recovered it first
+        try:
+            # The reason first, the state last: a driver that dies in between leaves it RUNNING, to be
+            # recovered again, never failed without its retry queued.
+            storage.set_trial_user_attr(trial._trial_id, "outcome", ORPHANED)
+            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another driver recovered it first (the state write is serialised by the database)
         recovered.append((trial.number, enqueue_retry(study, trial)))
     return recovered
 

@@ -51,3 +51,22 @@ def postgres_url():
 def study_name():
     """A study name no other test (or earlier run against the shared PostgreSQL) has used."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url):
+    """A new, empty PostgreSQL database (no Optuna tables: what a user's first search meets),
+    dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"nas_fresh_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -35,6 +35,10 @@ def _free_port():
     (["--space", "resnest", "--budget", "4G", "--eta", "1"], "--eta must be at least 2"),
     (["--space", "resnest", "--budget", "4G", "--grace", "0"], "--grace must be at least 1"),
     (["--space", "resnest", "--budget", "4G", "--epochs", "3", "--grace", "4"], "--grace 4 is above the 3-epoch"),
+    (["--space", "resnest", "--budget", "4G", "--trial-timeout", "0"], "--trial-timeout must be a positive"),
+    (["--space", "resnest", "--budget", "4G", "--trial-timeout", "-5"], "--trial-timeout must be a positive"),
+    (["--space", "resnest", "--budget", "4G", "--storage", "postgresql://u@host:notaport/db"], "cannot read storage"),
+    (["--space", "resnest", "--budget", "4G", "--trial-resources", "fast=x"], "--trial-resources: cannot read"),
 ])
 def test_mistakes_are_one_line_and_write_nothing(cli, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
@@ -72,7 +76,9 @@ def test_help_lists_every_option(cli):
     code, out, _ = cli("search", "--help")
     for option in ("--space", "--budget", "--trials", "--study", "--storage", "--dataset", "--epochs",
                    "--train-images", "--val-images", "--batch-size", "--sampler", "--objectives",
-                   "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--seed", "--device"):
+                   "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--seed", "--device",
+                   "--resolution", "--lr", "--no-early-stopping", "--grace", "--eta", "--trial-timeout",
+                   "--trial-resources", "--artifacts"):
         assert option in out
 
 

@@ -85,3 +85,27 @@ def test_tpe_learns_through_the_wrapper(tmp_path, study_name):
             trial.set_constraint("flops_budget", -1.0)
             study.tell(trial, [x / 100, x])
     assert len(study.trials) == 15 and not any(storage.is_pending(t._trial_id) for t in study.trials)
+
+
+def test_a_queued_trial_is_claimed_with_its_owner_in_one_write(url, study_name):
+    """A retry queued by enqueue_trial is taken RUNNING together with the driver that took it, so
+    another driver never sees it running without an owner (and fails it as orphaned); the queue is
+    taken oldest first, once each; a queued trial given back is claimable again."""
+    from nas.records import DRIVER_ATTR
+
+    study, storage = _study(url, study_name)
+    study.enqueue_trial({"x": 1})
+    study.enqueue_trial({"x": 2})
+    plain = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    first = storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-a"})
+    second = storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-b"})
+    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) is None
+    by_id = {t._trial_id: t for t in plain.get_trials()}
+    assert (by_id[first].number, by_id[second].number) == (0, 1)
+    for tid, owner in ((first, "driver-a"), (second, "driver-b")):
+        assert by_id[tid].state == TrialState.RUNNING and by_id[tid].system_attrs[DRIVER_ATTR] == owner
+        assert by_id[tid].datetime_start is not None
+    trial = optuna.Trial(study, first)
+    assert trial.suggest_int("x", 0, 10) == 1  # the queued parameters, as study.ask() would give them
+    storage.set_trial_state_values(first, TrialState.WAITING)  # given back untrained
+    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) == first

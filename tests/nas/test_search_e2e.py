@@ -60,6 +60,40 @@ def test_search_records_complete_infeasible_and_duplicate_trials(searched):
     assert len({r.get("arch_hash") for r in by["complete"]}) == 4  # no architecture trained twice
 
 
+def test_search_leaves_no_tune_files_behind(searched, ray_cluster):
+    """Tune stages its experiment state and every trial's folder under the Ray session, beside its
+    (temporary, removed) storage path: those go too when the search ends."""
+    import glob
+    import os
+
+    session = ray_cluster._private.worker._global_node.get_session_dir_path()
+    assert glob.glob(os.path.join(session, "artifacts")), "Ray staged nothing: the test no longer checks anything"
+    assert not glob.glob(os.path.join(session, "artifacts", "*", "nas-tune-*"))
+
+
+def test_dashboard_reads_a_real_search(searched):
+    """The dashboards are tested at scale on synthetic studies; this one is what a search wrote:
+    every architecture (infeasible and duplicate ones too) shows whole in the hover and gets a
+    colour, and the front drawn is the study's."""
+    from nas.dashboards.figures import build_dashboard, hover_text
+    from nas.dashboards.studies import open_sources
+
+    sources, _ = open_sources(str(searched[1]), None)
+    data = sources[0].read()
+    board = build_dashboard([data])
+    for r in data.records:
+        if r.outcome in ("complete", "infeasible", "duplicate"):
+            assert "depths " in hover_text(r) and "widths " in hover_text(r), (r.outcome, hover_text(r))
+    marker_traces = [t for t in board.figures["flops"].data if t.marker is not None and t.marker.colorbar]
+    labels = [lab for t in marker_traces for lab in (t.marker.colorbar.ticktext or ())]
+    assert "none" not in labels
+    colours = [c for t in marker_traces if t.marker.color is not None for c in t.marker.color]
+    assert colours and all(c is not None for c in colours)
+    # the same architectures as Optuna's own front (which also lists their duplicates)
+    assert {row["hash"] for row in board.fronts[data.name]} == \
+        {t.user_attrs["arch_hash"] for t in _study(searched[1]).best_trials}
+
+
 def test_study_records_its_settings_and_objectives(searched):
     study = _study(searched[1])
     assert study.metric_names == ["accuracy", "flops"]
@@ -79,13 +113,24 @@ def test_front_is_within_budget_and_optuna_dashboard_agrees(searched):
     assert theirs and all(t.state == TrialState.COMPLETE and t.constraints["flops_budget"] <= 0 for t in theirs)
 
 
-def test_rerun_resumes_and_trials_is_the_total(searched, ray_cluster):
+#: How every line a search prints to a log begins: the plan, the progress, the summary and the front.
+OURS = ("space ", "budget ", "data ", "trials ", "ray ", "study ", "stopping ", "[", "Pareto front", "trial ", "-----",
+        "next: ")
+
+
+def test_rerun_resumes_and_trials_is_the_total(searched, ray_cluster, capfd):
     from nas.cli import main
 
     code, db = searched
     before = {t.number: (t.state, t.values) for t in _study(db).trials}
+    capfd.readouterr()
     assert main(["search", "--space", str(TINY), "--budget", "5M", "--trials", "5", "--sampler", "random",
                  "--seed", "3", "--storage", str(db), *FAST]) == 0
+    # Ray and Tune print nothing (not even to the file descriptors): our lines are the whole output.
+    out, err = capfd.readouterr()
+    strange = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(OURS) and not ln.strip()[0].isdigit()]
+    assert not strange and not err.strip(), (strange, err)
+    assert "[5/5]" in out and "Pareto front" in out
     study = _study(db)
     assert {t.number: (t.state, t.values) for t in study.trials if t.number in before} == before
     records = read_trials(study)
@@ -106,14 +151,24 @@ def test_other_settings_are_refused_and_nothing_is_written(searched, cli):
     assert code == 2 and err.startswith("error: study 'tiny-5MFLOPs' was made with other settings: epochs 2 "
                                         "(study) vs 3 (now)") and err.count("\n") == 1
     assert len(_study(db).trials) == n
+    # Every compared setting is refused the same way, each naming what differs.
+    same = ["--space", TINY, "--budget", "5M", "--trials", "6", "--storage", db, "--study", "tiny-5MFLOPs", *FAST]
+    for changed, says in ((["--resolution", "64"], "training resolution 32 (study) vs 64 (now)"),
+                          (["--budget", "6M"], "budget <= 5 MFLOPs (study) vs <= 6 MFLOPs (now)"),
+                          (["--objectives", "accuracy,params"], "objectives"),
+                          (["--train-images", "100"], "train images 128 (study) vs 100 (now)")):
+        code, out, err = cli("search", *same, *changed)
+        assert code == 2 and says in err and err.count("\n") == 1, (changed, err)
+    assert len(_study(db).trials) == n
 
 
 def test_inspection_commands(searched, cli):
     db = searched[1]
     code, out, _ = cli("studies", "--storage", db)
     assert code == 0 and "tiny-5MFLOPs" in out and "<= 5 MFLOPs" in out
+    complete = sum(r.outcome == "complete" for r in read_trials(_study(db)))
     code, out, _ = cli("status", "--storage", db)
-    assert code == 0 and "trained: complete 5" in out and "best      accuracy" in out
+    assert code == 0 and f"trained: complete {complete}" in out and "best      accuracy" in out
     code, out, _ = cli("pareto", "--storage", db, "--json")
     import json
 
@@ -121,13 +176,17 @@ def test_inspection_commands(searched, cli):
     assert code == 0 and front and all(f["values"]["flops"] <= 5e6 for f in front)
 
 
-def test_search_on_postgresql(postgres_url, study_name, ray_cluster, tmp_path):
+def test_search_on_postgresql(fresh_postgres_url, ray_cluster, tmp_path, cli):
+    """A first search on a new, empty database: the read-only check before it finds no tables,
+    which means no study yet, and the search creates them."""
     from nas.cli import main
 
+    url = fresh_postgres_url
+    code, _, err = cli("status", "--storage", url)
+    assert code == 2 and err.startswith("error: storage ") and "holds no study yet" in err and err.count("\n") == 1
     assert main(["search", "--space", str(TINY), "--budget", "5M", "--trials", "2", "--sampler", "random",
-                 "--storage", postgres_url, "--study", study_name, "--artifacts", str(tmp_path), *FAST]) == 0
-    study = optuna.load_study(study_name=study_name, storage=postgres_url)
+                 "--storage", url, "--study", "pg", "--artifacts", str(tmp_path), *FAST]) == 0
+    study = optuna.load_study(study_name="pg", storage=url)
     records = read_trials(study)
     assert sum(r.trained for r in records) == 2 and not study.get_trials(states=(TrialState.RUNNING,))
     assert study.best_trials and read_settings(study).space == "tiny"
-    optuna.delete_study(study_name=study_name, storage=postgres_url)

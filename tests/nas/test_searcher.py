@@ -12,9 +12,10 @@ from nas import searcher as searcher_module
 from nas.deferred_storage import DeferredStorage
 from nas.records import read_trials
 from nas.search_spaces import load_space
+from nas.search_spaces.optuna_bridge import suggest_values
 from nas.searcher import StudySearcher
 from nas.storage import open_storage
-from nas.study import Driver, open_search_study, recover_orphans
+from nas.study import Driver, open_search_study
 from nas.study import new_settings as make_settings
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -101,16 +102,45 @@ def test_infeasible_proposals_are_recorded_and_never_dispatched(tmp_path):
     assert running[0].user_attrs["train_flops"] == running[0].user_attrs["flops"]  # same resolution here
 
 
+class Watching(Scripted):
+    """Scripted, and notes what the study looked like to the sampler at each proposal."""
+
+    def __init__(self, proposals):
+        super().__init__(proposals)
+        self.seen = []
+
+    def before_trial(self, study, trial):
+        super().before_trial(study, trial)
+        self.seen.append(sorted((t.number, t.state.name) for t in study._get_trials(deepcopy=False, use_cache=True)))
+
+
+def test_the_sampler_sees_every_trained_result_at_its_next_proposal(tmp_path):
+    """Trained trials are finished by one storage write, not Study.tell, so the sampler's cached view
+    of the study must be refreshed per proposal, as study.ask() does: otherwise TPE, NSGA-II and GP
+    learn of results only when an infeasible proposal happens to be told."""
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 64, 4)])
+    watching = Watching([SMALL, SMALL2, params(1, 64, 4)])
+    study.sampler = watching
+    s.suggest("a")
+    s.on_trial_complete("a", _final(0.6))
+    s.suggest("b")
+    s.on_trial_complete("b", {"final": False, "epoch": 1, "accuracy": 0.2})  # stopped by the scheduler
+    s.suggest("c")
+    assert watching.seen[1][0] == (0, "COMPLETE")
+    assert watching.seen[2][:2] == [(0, "COMPLETE"), (1, "PRUNED")]
+
+
 def test_complete_then_duplicate_copies_the_result(tmp_path):
     s, study, _ = _make(tmp_path, [SMALL, SMALL, SMALL2])
     s.suggest("t1")
-    s.on_trial_result("t1", {"epoch": 1, "accuracy": 0.3, "final": False})
-    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3]  # written as it trains
-    s.on_trial_result("t1", {"epoch": 2, "accuracy": 0.4, "final": False})  # within curve_every_s: not yet
-    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3]
+    s.on_trial_result("t1", {"epoch": 1, "accuracy": 0.3, "final": False})  # within curve_every_s of the start
+    assert "curve" not in study.trials[0].user_attrs
     s.curve_every_s = 0.0
-    s.on_trial_result("t1", {"epoch": 3, "accuracy": 0.45, "final": False})
-    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4, 0.45]
+    s.on_trial_result("t1", {"epoch": 2, "accuracy": 0.4, "final": False})
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4]  # written as it trains
+    s.curve_every_s = 3600.0
+    s.on_trial_result("t1", {"epoch": 3, "accuracy": 0.45, "final": False})  # within curve_every_s: not yet
+    assert [c["accuracy"] for c in study.trials[0].user_attrs["curve"]] == [0.3, 0.4]
     s.on_trial_complete("t1", _final(0.55))
     assert s.suggest("t2")["nas"]["trial_number"] == 2  # trial 1 was the duplicate
     done, dup = study.trials[0], study.trials[1]
@@ -166,11 +196,41 @@ def test_duplicate_of_a_dead_drivers_trial_trains_in_its_place(tmp_path):
     s.sync()
     assert s.suggest("a")["nas"]["spec"]["config"]["stages"][1]["depth"] == 2  # SMALL held, SMALL2 dispatched
     assert len(s.held) == 1
-    assert recover_orphans(study, s.storage, me=s.driver_id)  # the dead driver's trial fails, queued again
+    assert s.recover()  # the dead driver's trial fails, queued again (the driver does it every heartbeat)
     promoted = s.suggest("b")
     assert promoted["nas"]["spec"]["config"]["stages"][1]["depth"] == 1  # the held SMALL trains now
     orphan = _by_outcome(study)["orphaned"][0]
     assert orphan.state == "FAIL" and "queued to train again" in orphan.get("reason")
+
+
+def _dead_drivers_trial(tmp_path, proposal):
+    """Another driver (now dead) left ``proposal`` RUNNING in the study."""
+    other = DeferredStorage(optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path}/s.db")))
+    trial = optuna.load_study(study_name="s", storage=other, sampler=Scripted([proposal])).ask()
+    suggest_values(trial, load_space(TINY))  # the space's own distributions, as a real driver asks them
+    cfg = load_space(TINY).decode(proposal)
+    trial.set_user_attr("arch_hash", cfg.arch_hash())
+    trial.set_user_attr("config", cfg.to_dict())
+    other.set_trial_system_attr(trial._trial_id, "nas:driver", "dead-driver")
+    return other.commit(trial._trial_id)
+
+
+def test_a_survivor_trains_a_dead_drivers_trial_instead_of_finishing_short(tmp_path):
+    """The study's total counts a dead driver's RUNNING trial as in flight; once this driver's own
+    trials are done it must not finish one short: it fails the orphan and trains it again."""
+    s, study, _ = _make(tmp_path, [SMALL2, SMALL], target=2)
+    orphan = _dead_drivers_trial(tmp_path, SMALL)
+    s.sync()
+    s.suggest("a")
+    s.on_trial_complete("a", _final(0.5))
+    assert s.remaining == 0  # its trial and the dead driver's
+    assert s.suggest("b") is None  # not FINISHED: the orphan was found and queued
+    again = s.suggest("b")
+    assert again["nas"]["spec"]["config"]["stages"][1]["depth"] == 1  # SMALL, the orphan's architecture
+    retry = study.trials[again["nas"]["trial_number"]]
+    assert retry.user_attrs["retry_of"] == orphan.number and retry.system_attrs["nas:driver"] == s.driver_id
+    s.on_trial_complete("b", _final(0.6))
+    assert s.suggest("c") == "FINISHED" and s.trained == 2
 
 
 def test_target_counts_trained_trials_of_every_driver_and_finishes(tmp_path):
@@ -207,6 +267,7 @@ def test_interrupted_trials_are_failed_and_queued_again(tmp_path):
 
 def test_worker_deaths_beyond_retries_and_restarts(tmp_path):
     s, study, _ = _make(tmp_path, [SMALL, SMALL2])
+    s.curve_every_s = 0.0  # every epoch written
     s.suggest("a")
     s.on_trial_result("a", {"epoch": 1, "accuracy": 0.1, "final": False})
     s.on_trial_result("a", {"epoch": 2, "accuracy": 0.2, "final": False})
