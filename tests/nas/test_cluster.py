@@ -135,11 +135,11 @@ def test_placement_on_a_cluster_utils_cluster(tmp_path):
         plain = cluster.add_node(num_cpus=2)
         fast = cluster.add_node(num_cpus=2, resources={{"fast": 2}})
         cluster.wait_for_nodes()
-        common = ["search", "--space", {str(SMALL)!r}, "--budget", "6M", "--trials", "4", "--epochs", "1",
+        common = ["search", "--space", {str(SMALL)!r}, "--budget", "6M", "--epochs", "1",
                   "--train-images", "64", "--val-images", "16", "--batch-size", "16", "--sampler", "random",
                   "--no-early-stopping", "--address", cluster.address]
-        a = main(common + ["--storage", {str(tmp_path / 'a.db')!r}, "--trial-resources", "fast=1"])
-        b = main(common + ["--storage", {str(tmp_path / 'b.db')!r}])
+        a = main(common + ["--trials", "2", "--storage", {str(tmp_path / 'a.db')!r}, "--trial-resources", "fast=1"])
+        b = main(common + ["--trials", "4", "--storage", {str(tmp_path / 'b.db')!r}])
         print(json.dumps({{"codes": [a, b], "fast": fast.node_id, "plain": plain.node_id}}))
         ray.shutdown()
         cluster.shutdown()
