@@ -174,9 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     ray.shutdown()
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["stock OptunaSearch (in memory)"]
-    print(f"\n{'':36} {'per trial':>10} {'vs stock in memory':>20}")
+    stock_runs = times["stock OptunaSearch (in memory)"]
+    print(f"\n{'':36} {'per trial':>10} {'vs stock in memory':>20}   paired ratios (each run against the "
+          f"stock run beside it): median [min-max]")
     for k, v in med.items():
-        print(f"{k:36} {1e3 * v / args.trials:>7.1f} ms {v / base:>19.2f}x")
+        paired = sorted(a / b for a, b in zip(times[k], stock_runs))
+        print(f"{k:36} {1e3 * v / args.trials:>7.1f} ms {v / base:>19.2f}x   {statistics.median(paired):.2f}x "
+              f"[{paired[0]:.2f}-{paired[-1]:.2f}]")
     print(f"\nproposals that never reach a worker ({args.proposals} each, random sampler):")
     for kind in ("infeasible", "duplicate"):
         c = proposal_costs(kind, args.proposals)

@@ -13,10 +13,11 @@ infeasible or duplicate proposal, written finished) or when the driver :meth:`co
 for training (written RUNNING). :meth:`update` writes a running trial's attributes, state and
 values in one transaction too. Everything else passes straight through.
 
-On an RDB backend the one-transaction writes use Optuna's own table models (the schema stays
-Optuna's, migrations included) and skip the per-parameter distribution checks, which the
-driver makes once per study instead (the study's space fingerprint). Other backends (the
-journal file) take Optuna's public calls, which are cheap there.
+On an RDB backend the one-transaction writes are SQLAlchemy Core statements on Optuna's own
+tables (the schema stays Optuna's, migrations included; the ORM's session and unit of work cost
+more than the writes) and skip the per-parameter distribution checks, which the driver makes
+once per study instead (the study's space fingerprint). Other backends (the journal file) take
+Optuna's public calls, which are cheap there.
 
 What a crash can lose: a pending proposal, which by construction was never trained. A pending
 trial is visible to this process's sampler (``get_all_trials``), not to other processes; it
@@ -107,36 +108,37 @@ class DeferredStorage(BaseStorage):
 
     def _claim_once(self, study_id: int, attrs: dict[str, Any], retry: bool) -> int | None:
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-        from sqlalchemy import delete, insert, update
+        from sqlalchemy import select, update
 
         assert self._rdb is not None
-        trials, sys_attrs = models.TrialModel, models.TrialSystemAttributeModel
-        with _create_scoped_session(self._rdb.scoped_session) as session:
-            # the study's write lock first (see _insert_once): no snapshot goes stale under SQLite's WAL
-            session.execute(update(models.StudyModel).where(models.StudyModel.study_id == study_id)
-                            .values(study_name=models.StudyModel.study_name))
+        trials = models.TrialModel.__table__
+        with self._rdb.engine.begin() as conn:  # Core, one transaction (see _insert_once)
+            _lock_study(conn, study_id)
             if retry:  # the first attempt may have committed before its connection dropped
-                mine = (session.query(sys_attrs.trial_id).join(trials, trials.trial_id == sys_attrs.trial_id)
-                        .filter(trials.study_id == study_id, sys_attrs.key == WRITE_TOKEN,
-                                sys_attrs.value_json == json.dumps(attrs[WRITE_TOKEN])).first())
+                mine = _written(conn, study_id, attrs[WRITE_TOKEN])
                 if mine is not None:
-                    return int(mine[0])
-            waiting = (session.query(trials.trial_id)
-                       .filter(trials.study_id == study_id, trials.state == TrialState.WAITING)
-                       .order_by(trials.number).first())
+                    return mine[0]
+            waiting = conn.execute(select(trials.c.trial_id).where(
+                trials.c.study_id == study_id, trials.c.state == TrialState.WAITING).order_by(trials.c.number)).first()
             if waiting is None:
                 return None
             tid = int(waiting[0])
-            table = trials.__table__
-            session.execute(update(table).where(table.c.trial_id == tid)
-                            .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
-            attr_table = sys_attrs.__table__  # a retry given back and claimed again has them: replace them
-            session.execute(delete(attr_table).where(attr_table.c.trial_id == tid, attr_table.c.key.in_(list(attrs))))
-            session.execute(insert(attr_table),
-                            [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+            conn.execute(update(trials).where(trials.c.trial_id == tid)
+                         .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
+            # a retry given back and claimed again has them: replace them
+            _replace_attrs(conn, models.TrialSystemAttributeModel.__table__, tid, attrs)
             point("write")
         return tid
+
+    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Several user attributes at once. A pending trial takes the values as they are, without the
+        deep copy of one ``set_trial_user_attr`` per value: the caller hands them over and never changes
+        them (a config's nested dict was a tenth of an infeasible proposal's time)."""
+        if trial_id in self._pending:
+            self._pending[trial_id][1].user_attrs.update(attrs)
+            return
+        for key, value in attrs.items():
+            self.backend.set_trial_user_attr(self._real(trial_id), key, value)
 
     def discard(self, trial_id: int) -> None:
         """Forget a pending trial without writing it."""
@@ -160,32 +162,26 @@ class DeferredStorage(BaseStorage):
                 self.backend.set_trial_state_values(trial_id, state, values)
             return
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import insert, select, update
 
-        with _create_scoped_session(self._rdb.scoped_session) as session:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            if state is not None and state.is_finished() and trial.state == state:
+        trials = models.TrialModel.__table__
+        with self._rdb.engine.begin() as conn:  # Core, one transaction (see _insert_once)
+            row = conn.execute(select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()).first()
+            if row is None:
+                raise KeyError(f"no trial with trial_id {trial_id}")
+            if state is not None and state.is_finished() and row[0] == state:
                 return  # written already (a retry after a commit whose answer the dropped connection lost)
-            self._rdb.check_trial_is_updatable(trial_id, trial.state)
+            self._rdb.check_trial_is_updatable(trial_id, row[0])
             for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
                                  (models.TrialSystemAttributeModel, system_attrs)):
-                if not attrs:
-                    continue
-                existing = {a.key: a for a in session.query(model).filter(model.trial_id == trial_id,
-                                                                          model.key.in_(list(attrs)))}
-                for key, value in attrs.items():
-                    if key in existing:
-                        existing[key].value_json = json.dumps(value)
-                    else:
-                        session.add(model(trial_id=trial_id, key=key, value_json=json.dumps(value)))
+                _replace_attrs(conn, model.__table__, trial_id, attrs)
             if state is not None:
-                for objective, v in enumerate(values or ()):
-                    stored, kind = models.TrialValueModel.value_to_stored_repr(float(v))
-                    session.add(models.TrialValueModel(trial_id=trial_id, objective=objective, value=stored,
-                                                       value_type=kind))
-                trial.state = state
-                if state.is_finished():
-                    trial.datetime_complete = datetime.datetime.now()
+                if values:
+                    conn.execute(insert(models.TrialValueModel.__table__), [
+                        dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(float(v))),
+                             trial_id=trial_id, objective=objective) for objective, v in enumerate(values)])
+                done = {"datetime_complete": datetime.datetime.now()} if state.is_finished() else {}
+                conn.execute(update(trials).where(trials.c.trial_id == trial_id).values(state=state, **done))
             point("write")
 
     def _real(self, trial_id: int) -> int:
@@ -213,37 +209,34 @@ class DeferredStorage(BaseStorage):
     def _insert_once(self, study_id: int, trial: FrozenTrial, guard: Guard | None, token: str,
                      retry: bool) -> tuple[int, int]:
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-        from sqlalchemy import insert, update
+        from sqlalchemy import func, insert, select, update
 
         assert self._rdb is not None
-        with _create_scoped_session(self._rdb.scoped_session) as session:
+        trials = models.TrialModel.__table__
+        # SQLAlchemy Core on one connection, one transaction: the ORM's session and unit of work took
+        # most of an infeasible proposal's time (one object per attribute, then per statement).
+        with self._rdb.engine.begin() as conn:
             # Take the study's write lock first (a row lock on PostgreSQL, the database's on SQLite,
             # where SELECT ... FOR UPDATE takes none): trial numbers stay unique, and a guard's view
             # cannot change before the write.
-            session.execute(update(models.StudyModel).where(models.StudyModel.study_id == study_id)
-                            .values(study_name=models.StudyModel.study_name))
+            _lock_study(conn, study_id)
             if retry:
-                written = (session.query(models.TrialModel.trial_id, models.TrialModel.number)
-                           .join(models.TrialSystemAttributeModel,
-                                 models.TrialSystemAttributeModel.trial_id == models.TrialModel.trial_id)
-                           .filter(models.TrialModel.study_id == study_id,
-                                   models.TrialSystemAttributeModel.key == WRITE_TOKEN,
-                                   models.TrialSystemAttributeModel.value_json == json.dumps(token)).first())
+                written = _written(conn, study_id, token)
                 if written is not None:
-                    return written[0], written[1]
+                    return written
             if guard is not None:
-                reason = guard(self._guard_view(session, study_id))
+                reason = guard(self._guard_view(conn, study_id))
                 if reason:
                     raise Refused(reason)  # rolled back: nothing written
-            row = models.TrialModel(study_id=study_id, number=None, state=trial.state,
-                                    datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete)
-            session.add(row)
-            session.flush()
-            tid = row.trial_id
-            row.number = number = row.count_past_trials(session)
-            # The trial's rows in one executemany per table (the ORM's unit of work took most of an
-            # infeasible proposal's time, one object per attribute).
+            # The number is the trial's rank in the study, as Optuna's TrialModel.count_past_trials
+            # counts it (the study lock above keeps it unique).
+            tid = conn.execute(insert(trials).values(
+                study_id=study_id, number=None, state=trial.state, datetime_start=trial.datetime_start,
+                datetime_complete=trial.datetime_complete)).inserted_primary_key[0]
+            number = conn.execute(select(func.count(trials.c.trial_id)).where(
+                trials.c.study_id == study_id, trials.c.trial_id < tid)).scalar_one()
+            conn.execute(update(trials).where(trials.c.trial_id == tid).values(number=number))
+            # The trial's rows in one executemany per table.
             tables: dict[Any, list[dict[str, Any]]] = {
                 models.TrialParamModel: [
                     {"trial_id": tid, "param_name": name, "param_value": trial.distributions[name].to_internal_repr(v),
@@ -263,25 +256,25 @@ class DeferredStorage(BaseStorage):
             }
             for model, values in tables.items():
                 if values:
-                    session.execute(insert(model.__table__), values)
+                    conn.execute(insert(model.__table__), values)
             point("write")
         self._n_trials[study_id] = max(self._n_trials.get(study_id, 0), number + 1)
         return tid, number
 
     @staticmethod
-    def _guard_view(session: Any, study_id: int) -> list[tuple[int, TrialState, dict[str, Any]]]:
+    def _guard_view(conn: Any, study_id: int) -> list[tuple[int, TrialState, dict[str, Any]]]:
         from optuna.storages._rdb import models
+        from sqlalchemy import select
 
+        trials, user_attrs = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
         attrs: dict[int, dict[str, Any]] = {}
-        q = (session.query(models.TrialUserAttributeModel.trial_id, models.TrialUserAttributeModel.key,
-                           models.TrialUserAttributeModel.value_json)
-             .join(models.TrialModel, models.TrialModel.trial_id == models.TrialUserAttributeModel.trial_id)
-             .filter(models.TrialModel.study_id == study_id, models.TrialUserAttributeModel.key.in_(GUARD_KEYS)))
-        for tid, key, value in q:
+        q = (select(user_attrs.c.trial_id, user_attrs.c.key, user_attrs.c.value_json)
+             .join(trials, trials.c.trial_id == user_attrs.c.trial_id)
+             .where(trials.c.study_id == study_id, user_attrs.c.key.in_(GUARD_KEYS)))
+        for tid, key, value in conn.execute(q):
             attrs.setdefault(tid, {})[key] = json.loads(value)
-        trials = session.query(models.TrialModel.trial_id, models.TrialModel.number, models.TrialModel.state).filter(
-            models.TrialModel.study_id == study_id)
-        return [(number, state, attrs.get(tid, {})) for tid, number, state in trials]
+        q = select(trials.c.trial_id, trials.c.number, trials.c.state).where(trials.c.study_id == study_id)
+        return [(number, state, attrs.get(tid, {})) for tid, number, state in conn.execute(q)]
 
     # ---- studies: pass through ----------------------------------------------------------------
     def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
@@ -402,6 +395,39 @@ class DeferredStorage(BaseStorage):
 
     def remove_session(self) -> None:
         self.backend.remove_session()
+
+
+def _lock_study(conn: Any, study_id: int) -> None:
+    """Take the study's write lock first (a row lock on PostgreSQL, the database's on SQLite, where
+    SELECT ... FOR UPDATE takes none): trial numbers stay unique, a guard's view cannot change before
+    the write, and no read snapshot goes stale under SQLite's WAL."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import update
+
+    studies = models.StudyModel.__table__
+    conn.execute(update(studies).where(studies.c.study_id == study_id).values(study_name=studies.c.study_name))
+
+
+def _written(conn: Any, study_id: int, token: str) -> tuple[int, int] | None:
+    """(id, number) of the trial a write with ``token`` made, if it committed (a retried write)."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import select
+
+    trials, attrs = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
+    row = conn.execute(select(trials.c.trial_id, trials.c.number).join(attrs, attrs.c.trial_id == trials.c.trial_id)
+                       .where(trials.c.study_id == study_id, attrs.c.key == WRITE_TOKEN,
+                              attrs.c.value_json == json.dumps(token))).first()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def _replace_attrs(conn: Any, table: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Set a trial's attributes (user or system ``table``), replacing those of the same keys."""
+    from sqlalchemy import delete, insert
+
+    if attrs:
+        conn.execute(delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs))))
+        conn.execute(insert(table), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                                     for k, v in attrs.items()])
 
 
 def _copy_trial(trial: FrozenTrial) -> FrozenTrial:

@@ -372,8 +372,7 @@ class StudySearcher(Searcher):
         if original is not None:
             self._record_duplicate(trial, arch, original)
             return None
-        for key, value in arch.items():
-            trial.set_user_attr(key, value)
+        self._set_attrs(trial, arch)
         if h in self._running_elsewhere:
             self.held.append(Held(trial, h, self._running_elsewhere[h]))
             self.stall += 1
@@ -469,6 +468,12 @@ class StudySearcher(Searcher):
             trial.set_constraint(CONSTRAINT_LOW, low)
         return high <= 0 and (low is None or low <= 0)
 
+    def _set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        """``trial.set_user_attr`` for each of ``attrs``, without its deep copy of every value: these
+        values are made here per proposal and never changed after."""
+        self.storage.set_user_attrs(trial._trial_id, attrs)
+        trial._cached_frozen_trial.user_attrs.update(attrs)
+
     def _record_duplicate(self, trial: optuna.Trial, arch: dict[str, Any], original: TrialRecord) -> None:
         """The original's result and state under this proposal's own parameters; the rest (its curve,
         config, where it ran) stays with the original, which ``duplicate_of`` names."""
@@ -482,8 +487,7 @@ class StudySearcher(Searcher):
         """Record a proposal that is not trained: one transaction for a pending trial."""
         self.stall += 1
         if self.storage.is_pending(trial._trial_id):
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
+            self._set_attrs(trial, attrs)
             self.study.tell(trial, values, state=state)
         else:
             self._finish_written(self.storage.get_trial(trial._trial_id), state, values, attrs)
