@@ -132,10 +132,16 @@ def new_settings(**fields: Any) -> StudySettings:
 
 
 def _process_start(pid: int) -> float | None:
+    """When a live process started; None when there is none. A zombie (killed, not yet reaped by
+    its parent) is dead: it keeps its pid and start time until it is reaped, which a parent may
+    not do for as long as it runs."""
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 

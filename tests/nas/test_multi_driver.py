@@ -45,6 +45,9 @@ def test_two_drivers_finish_one_study_together(backend, tmp_path, study_name, re
                 next(d for d in drivers if d.pid == pid).kill()
             time.sleep(0.2)
         assert killed is not None, "the two drivers never trained at the same time"
+        # The survivor is waited on first: the killed driver stays a zombie (its pid still there)
+        # until the survivor ends, and must count as dead all the same.
+        drivers.sort(key=lambda d: d.pid == pid)
     outputs = [(d, *d.communicate(timeout=600)) for d in drivers]
     survivors = [(d, out, err) for d, out, err in outputs if d.returncode != -9]
     assert len(survivors) == (1 if killed else 2)

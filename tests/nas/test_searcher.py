@@ -203,6 +203,30 @@ def test_duplicate_of_a_dead_drivers_trial_trains_in_its_place(tmp_path):
     assert orphan.state == "FAIL" and "queued to train again" in orphan.get("reason")
 
 
+def test_a_killed_driver_is_dead_before_its_parent_reaps_it():
+    """SIGKILLed, a driver stays a zombie (same pid, same start time) until whoever started it
+    waits on it, which may be never while that parent runs: it is dead all the same."""
+    import subprocess
+    import sys
+    import time
+
+    from nas.study import DriverRecord, _machine, _process_start
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = DriverRecord(id="x", machine=_machine(), pid=child.pid, pid_start=_process_start(child.pid),
+                              started=time.time(), heartbeat=time.time())
+        assert record.alive()
+        child.kill()
+        deadline = time.monotonic() + 10
+        while record.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not record.alive()
+    finally:
+        child.kill()
+        child.wait()
+
+
 def _dead_drivers_trial(tmp_path, proposal):
     """Another driver (now dead) left ``proposal`` RUNNING in the study."""
     other = DeferredStorage(optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path}/s.db")))
