@@ -144,9 +144,18 @@ def test_round_trip_for_every_built_in_space(space_name, tmp_path, cli):
     assert isinstance(searcher.suggest("t"), dict)
     searcher.on_trial_complete("t", {"final": True, "status": "ok", "accuracy": 0.5, "epoch": 1,
                                      "epochs_completed": 1})
-    code, _, err = cli("export", "--storage", db, "--best", "-o", tmp_path / "x.yaml")
+    code, out, err = cli("export", "--storage", db, "--best", "-o", tmp_path / "x.yaml")
     assert code == 0, err
     record = next(r for r in read_trials(study) if r.outcome == "complete")
+    # Where it fits, the printed timm call is the same network (run as a user pastes it); where it
+    # does not, one line says why.
+    if "timm equivalent:\n" in out:
+        namespace: dict = {}
+        with torch.device("meta"):
+            exec(out.split("timm equivalent:\n", 1)[1], namespace)
+        assert sum(p.numel() for p in namespace["model"].parameters()) == record.get("n_params")
+    else:
+        assert [line for line in err.splitlines() if line.startswith("timm: no equivalent timm ResNet (")]
     config = nas.resolve_config(str(tmp_path / "x.yaml"))
     cx = complexity(config)
     assert (cx.params, cx.flops, cx.activations) == (record.get("n_params"), record.get("flops"),
