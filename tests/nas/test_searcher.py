@@ -257,6 +257,29 @@ def test_a_survivor_trains_a_dead_drivers_trial_instead_of_finishing_short(tmp_p
     assert s.suggest("c") == "FINISHED" and s.trained == 2
 
 
+def test_weights_are_kept_for_the_front_only(ray_cluster, tmp_path):
+    """Weights a worker handed over are kept while their trial is on the front: a trial pushed off
+    later has its file removed (and export says why), a dominated one is never written."""
+    from nas.export import weights_bytes
+    from nas.search_spaces.errors import UserError
+    from nas.weights import WeightsKeeper
+
+    s, study, _ = _make(tmp_path, [SMALL2, SMALL, params(1, 32, 8)])  # 2.8M, 2.4M, 3.9M FLOPs
+    s.weights = keeper = WeightsKeeper(tmp_path / "artifacts", "nas-weights-test-front")
+    for tune_id, acc in (("a", 0.5), ("b", 0.6), ("c", 0.4)):  # b dominates a, then c
+        number = s.suggest(tune_id)["nas"]["trial_number"]
+        ray_cluster.get(keeper.box.put.remote(number, f"weights of {number}".encode()))
+        s.on_trial_complete(tune_id, _final(acc))
+    a, b, c = sorted((r for r in read_trials(study) if r.outcome == "complete"), key=lambda r: r.number)
+    assert weights_bytes(b, keeper.folder) == f"weights of {b.number}".encode()
+    assert any(k.startswith("artifacts:") for k in study.trials[b.number].system_attrs)  # optuna-dashboard lists it
+    assert {p.name for p in keeper.folder.iterdir()} == {b.get("weights")["artifact_id"]}
+    with pytest.raises(UserError, match="removed when another trial pushed it off the front"):
+        weights_bytes(a, keeper.folder)
+    with pytest.raises(UserError, match="were not kept"):
+        weights_bytes(c, keeper.folder)
+
+
 def test_target_counts_trained_trials_of_every_driver_and_finishes(tmp_path):
     s, study, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 64, 4)], target=2)
     s.suggest("a")
