@@ -55,11 +55,11 @@ def pick_trial(records: Sequence[TrialRecord], settings: StudySettings, trial: i
 
 
 def knee(members: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialRecord:
-    """The front's knee. Objectives are scaled to [0, 1] over the front (0 best); with two, the
-    knee is the point farthest from the line joining the front's two ends (where trading one
-    objective for the other stops paying); with more, the point nearest the ideal point."""
-    if len(members) <= 2:
-        return members[0]
+    """The front's knee. Objectives are scaled to [0, 1] over the front (0 best). With two, the knee
+    is the point farthest from the line joining the front's two ends, on the ideal side of it (where
+    trading one objective for the other stops paying). Where no point bulges that way (a front of
+    one or two, or a concave one), and with more objectives, it is the point nearest the ideal
+    point: the balanced one, not an end. Ties go to the better first objective."""
     scaled = []
     for r in members:
         row = []
@@ -75,12 +75,11 @@ def knee(members: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialReco
         b = min(scaled, key=lambda p: p[1])
         dx, dy = b[0] - a[0], b[1] - a[1]
         norm = math.hypot(dx, dy) or 1.0
-        dist = [abs(dy * (p[0] - a[0]) - dx * (p[1] - a[1])) / norm for p in scaled]
-        # Only points on the ideal side of the chord are knees.
-        side = [(dx * (p[1] - a[1]) - dy * (p[0] - a[0])) for p in scaled]
-        best = max(range(len(members)), key=lambda i: dist[i] if side[i] <= 0 else -1)
-        return members[best]
-    return members[min(range(len(members)), key=lambda i: math.fsum(x * x for x in scaled[i]))]
+        # A point strictly on the ideal side of the chord, by its distance from it.
+        bulge = [(dy * (p[0] - a[0]) - dx * (p[1] - a[1])) / norm for p in scaled]
+        if max(bulge) > 1e-12:
+            return members[max(range(len(members)), key=lambda i: bulge[i])]
+    return members[min(range(len(members)), key=lambda i: (math.fsum(x * x for x in scaled[i]), scaled[i][0]))]
 
 
 def provenance(study_name: str, storage_text: str, r: TrialRecord, s: StudySettings,

@@ -93,6 +93,33 @@ def test_exported_file_retrains(study_db, cli, tmp_path):
     assert (tmp_path / "run" / "weights.pt").exists()
 
 
+def _member(number, accuracy, flops, n_params=1):
+    from nas.records import TrialRecord
+
+    return TrialRecord(number=number, state="COMPLETE", outcome="complete", values=(accuracy, flops), params={},
+                       feasible=True, attrs={"accuracy": accuracy, "flops": flops, "n_params": n_params})
+
+
+def test_knee_of_a_front():
+    from nas.export import knee
+
+    two = ("accuracy", "flops")
+    # Convex: the middle point bulges towards the ideal; the knee is it, not the most accurate end.
+    convex = [_member(0, 0.60, 4e9), _member(1, 0.58, 1.5e9), _member(2, 0.40, 1e9)]
+    assert knee(convex, two).number == 1
+    assert knee([_member(0, 0.60, 4e9), _member(1, 0.59, 3.9e9), _member(2, 0.58, 1.5e9), _member(3, 0.40, 1e9)],
+                two).number == 2
+    # Concave (the README's search: 0.546 at 1.93 G, 0.536 at 1.75 G, 0.526 at 1.24 G): no point bulges,
+    # so the one nearest the ideal point, the balanced middle, not an end.
+    concave = [_member(0, 0.546, 1.93e9), _member(3, 0.536, 1.75e9), _member(17, 0.526, 1.24e9)]
+    assert knee(concave, two).number == 3
+    assert knee(concave[::-1], two).number == 3  # whatever order the front comes in
+    assert knee([_member(5, 0.5, 2e9), _member(6, 0.4, 1e9)][::-1], two).number == 5  # a tie: the better accuracy
+    assert knee([_member(5, 0.5, 2e9)], two).number == 5
+    three = ("accuracy", "flops", "params")
+    assert knee([_member(0, 0.6, 4e9, 40), _member(1, 0.55, 2e9, 15), _member(2, 0.4, 1e9, 10)], three).number == 1
+
+
 def test_export_mistakes_are_one_line(study_db, cli, tmp_path):
     infeasible = next(r for r in _records(study_db) if r.outcome == "infeasible")
     optuna.create_study(study_name="other", storage=f"sqlite:///{study_db}")
