@@ -147,10 +147,16 @@ def _process_start(pid: int) -> float | None:
 
 
 def _machine() -> str:
-    """This machine: hostname and boot time (containers can share a hostname, not a boot)."""
+    """Where a pid means this process: hostname, boot time and PID namespace. Containers on one
+    host share its boot time, and with host networking its hostname too, but not its pids: a
+    driver in another PID namespace is judged by its heartbeat, never by a pid looked up here."""
     import psutil
 
-    return f"{socket.gethostname()}@{int(psutil.boot_time())}"
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:  # no procfs (macOS): one namespace per machine
+        namespace = ""
+    return f"{socket.gethostname()}@{int(psutil.boot_time())}{'@' + namespace if namespace else ''}"
 
 
 @dataclass

@@ -227,6 +227,35 @@ def test_a_killed_driver_is_dead_before_its_parent_reaps_it():
         child.wait()
 
 
+def test_a_driver_in_another_pid_namespace_is_judged_by_its_heartbeat():
+    """A container with host networking shares this machine's hostname and boot time, not its
+    pids: its driver's pid means nothing here (pid 1 is this namespace's init, started long
+    before), so its liveness is its heartbeat, never a pid looked up in this namespace."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from nas.study import STALE_S, DriverRecord, _machine
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to start a process in a PID namespace of its own")
+    probe = ("import json, os; from nas.study import _machine, _process_start; "
+             "print(json.dumps([_machine(), os.getpid(), _process_start(os.getpid())]))")
+    run = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", probe],
+                         capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {run.stderr.strip()[-200:]}")
+    machine, pid, pid_start = json.loads(run.stdout)
+    assert machine != _machine() and machine.split("@")[:2] == _machine().split("@")[:2]
+    now = time.time()
+    record = DriverRecord(id="c", machine=machine, pid=pid, pid_start=pid_start, started=now, heartbeat=now)
+    assert record.alive()
+    record.heartbeat = now - 2 * STALE_S
+    assert not record.alive()
+
+
 def _dead_drivers_trial(tmp_path, proposal):
     """Another driver (now dead) left ``proposal`` RUNNING in the study."""
     other = DeferredStorage(optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path}/s.db")))
