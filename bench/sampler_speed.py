@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas.search_spaces.complexity import format_flops
+from nas.search_spaces.complexity_model import format_flops
 from nas.search_spaces.registry import load_space, space_names
 from nas.search_spaces.sampler import flops_range, sample
 

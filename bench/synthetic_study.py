@@ -57,7 +57,7 @@ from nas.records import (
     SPACE_SOURCE_ATTR,
     StudySettings,
 )
-from nas.search_spaces.complexity import complexity
+from nas.search_spaces.complexity_model import complexity
 from nas.search_spaces.config import ArchConfig
 from nas.search_spaces.optuna_bridge import distributions as space_distributions
 from nas.search_spaces.registry import load_space

@@ -56,7 +56,7 @@ from nas.records import (
     StudySettings,
     TrialRecord,
 )
-from nas.search_spaces.complexity import complexity, format_flops
+from nas.search_spaces.complexity_model import complexity, format_flops
 from nas.search_spaces.config import parse_config
 from nas.search_spaces.optuna_bridge import suggest_values
 from nas.search_spaces.sampler import feasible_architectures

@@ -11,7 +11,8 @@ from typing import Any
 
 _EXPORTS = {
     "build_model": "builder",
-    "Complexity": "complexity", "complexity": "complexity", "complexity_by_part": "complexity", "measure": "complexity",
+    "Complexity": "complexity_model", "complexity": "complexity_model", "complexity_by_part": "complexity_model",
+    "measure": "complexity_model",
     "ArchConfig": "config", "BlockOptions": "config", "StageConfig": "config", "StemConfig": "config",
     "load_config": "config", "parse_config": "config",
     "UserError": "errors",

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from nas.search_spaces.complexity import complexity, format_flops
+from nas.search_spaces.complexity_model import complexity, format_flops
 from nas.search_spaces.config import ArchConfig
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.space import SearchSpace

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nas.search_spaces.complexity import complexity
+from nas.search_spaces.complexity_model import complexity
 from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
 from nas.workers.datasets import DatasetSplits, load_dataset

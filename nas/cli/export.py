@@ -36,7 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nas.cli.studies import load
     from nas.export import check_writable, exported_config, pick_trial, provenance, weights_bytes, write_export
     from nas.records import read_settings, read_trials
-    from nas.search_spaces.complexity import complexity, format_flops
+    from nas.search_spaces.complexity_model import complexity, format_flops
     from nas.search_spaces.timm_equivalent import timm_equivalent
     from nas.storage import parse_storage
     from nas.weights import artifacts_dir
