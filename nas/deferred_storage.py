@@ -87,26 +87,44 @@ class DeferredStorage(BaseStorage):
         self._committed[trial_id] = trial._trial_id
         return trial
 
-    def claim_waiting(self, study_id: int, system_attrs: Mapping[str, Any]) -> int | None:
-        """Take the oldest queued (WAITING) trial of the study: RUNNING, with ``system_attrs`` (its
-        driver), in one transaction, so no other driver ever sees it running without an owner (and
-        takes it for an orphan). Returns its id, or ``None`` when nothing is queued. Optuna's
-        ``study.ask`` claims first and leaves the owner to a second write."""
+    def claim_waiting(self, study_id: int, system_attrs: Mapping[str, Any],
+                      guard_for: Callable[[str | None, int], Guard] | None = None) -> tuple[int, str | None] | None:
+        """Take the oldest queued (WAITING) trial of the study that ``guard_for`` lets through: RUNNING,
+        with ``system_attrs`` (its driver), in one transaction, so no other driver ever sees it running
+        without an owner (and takes it for an orphan). Optuna's ``study.ask`` claims first and leaves
+        the owner to a second write, and checks nothing.
+
+        ``guard_for(arch_hash, number)`` makes the guard for a queued trial (its ``arch_hash``
+        attribute, None when it has none) and sees the study inside the transaction, as
+        :meth:`commit`'s guard does: a trial refused as ``running N`` stays queued (its architecture
+        trains elsewhere), ``target`` claims nothing (the study has what it wants), and any other
+        reason (``trained N``) is claimed all the same, to be recorded rather than trained. Returns
+        ``(trial id, reason)``, or ``None`` when nothing is claimed."""
         if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
-            for t in self.backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            trials = self.backend.get_all_trials(study_id, deepcopy=False)
+            view = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS}) for t in trials]
+            for t in trials:
+                if t.state != TrialState.WAITING:
+                    continue
+                reason = _claim_reason(guard_for, view, t.number, t.user_attrs.get("arch_hash"))
+                if reason == "target":
+                    return None
+                if reason is not None and reason.startswith("running"):
+                    continue
                 if self.backend.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                     for key, value in system_attrs.items():
                         self.backend.set_trial_system_attr(t._trial_id, key, value)
-                    return t._trial_id
+                    return t._trial_id, reason
             return None
         attrs = {**system_attrs, WRITE_TOKEN: uuid.uuid4().hex}
         attempts = iter(range(1000))
-        trial_id = with_retries(lambda: self._claim_once(study_id, attrs, next(attempts) > 0))
-        if trial_id is not None:  # Optuna's read cache learns of the trial (its parameters are written through it)
+        claimed = with_retries(lambda: self._claim_once(study_id, attrs, guard_for, next(attempts) > 0))
+        if claimed is not None:  # Optuna's read cache learns of the trial (its parameters are written through it)
             self.backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return trial_id
+        return claimed
 
-    def _claim_once(self, study_id: int, attrs: dict[str, Any], retry: bool) -> int | None:
+    def _claim_once(self, study_id: int, attrs: dict[str, Any], guard_for: Callable[[str | None, int], Guard] | None,
+                    retry: bool) -> tuple[int, str | None] | None:
         from optuna.storages._rdb import models
         from sqlalchemy import select, update
 
@@ -117,18 +135,24 @@ class DeferredStorage(BaseStorage):
             if retry:  # the first attempt may have committed before its connection dropped
                 mine = _written(conn, study_id, attrs[WRITE_TOKEN])
                 if mine is not None:
-                    return mine[0]
-            waiting = conn.execute(select(trials.c.trial_id).where(
-                trials.c.study_id == study_id, trials.c.state == TrialState.WAITING).order_by(trials.c.number)).first()
-            if waiting is None:
-                return None
-            tid = int(waiting[0])
-            conn.execute(update(trials).where(trials.c.trial_id == tid)
-                         .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
-            # a retry given back and claimed again has them: replace them
-            _replace_attrs(conn, models.TrialSystemAttributeModel.__table__, tid, attrs)
-            point("write")
-        return tid
+                    return mine[0], "claimed before the connection dropped"  # the caller re-reads the study
+            view = self._guard_view(conn, study_id) if guard_for is not None else []
+            hashes = {number: a.get("arch_hash") for number, _, a in view}
+            waiting = conn.execute(select(trials.c.trial_id, trials.c.number).where(
+                trials.c.study_id == study_id, trials.c.state == TrialState.WAITING).order_by(trials.c.number)).all()
+            for tid, number in waiting:
+                reason = _claim_reason(guard_for, view, number, hashes.get(number))
+                if reason == "target":
+                    return None
+                if reason is not None and reason.startswith("running"):
+                    continue
+                conn.execute(update(trials).where(trials.c.trial_id == tid)
+                             .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
+                # a retry given back and claimed again has them: replace them
+                _replace_attrs(conn, models.TrialSystemAttributeModel.__table__, tid, attrs)
+                point("write")
+                return int(tid), reason
+        return None
 
     def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         """Several user attributes at once. A pending trial takes the values as they are, without the
@@ -286,6 +310,28 @@ class DeferredStorage(BaseStorage):
     def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
         self.backend.set_study_user_attr(study_id, key, value)
 
+    def set_study_user_attrs(self, study_id: int, attrs: Mapping[str, Any]) -> None:
+        """Set a study's user attributes together: in one transaction on a database, so a driver
+        that opens the study an instant after another created it sees all of its settings or none
+        (and then waits for them), never half of them taken for other settings."""
+        if self._rdb is None:
+            for key, value in attrs.items():
+                self.backend.set_study_user_attr(study_id, key, value)
+            return
+        from optuna.storages._rdb import models
+        from sqlalchemy import delete, insert
+
+        table = models.StudyUserAttributeModel.__table__
+
+        def write() -> None:
+            assert self._rdb is not None
+            with self._rdb.engine.begin() as conn:  # replaced, not added: a retried write is harmless
+                conn.execute(delete(table).where(table.c.study_id == study_id, table.c.key.in_(list(attrs))))
+                conn.execute(insert(table), [{"study_id": study_id, "key": k, "value_json": json.dumps(v)}
+                                             for k, v in attrs.items()])
+
+        with_retries(write)
+
     def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
         self.backend.set_study_system_attr(study_id, key, value)
 
@@ -395,6 +441,11 @@ class DeferredStorage(BaseStorage):
 
     def remove_session(self) -> None:
         self.backend.remove_session()
+
+
+def _claim_reason(guard_for: Callable[[str | None, int], Guard] | None,
+                  view: list[tuple[int, TrialState, dict[str, Any]]], number: int, arch_hash: str | None) -> str | None:
+    return None if guard_for is None else guard_for(arch_hash, number)(view)
 
 
 def _lock_study(conn: Any, study_id: int) -> None:

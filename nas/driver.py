@@ -464,7 +464,9 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
                                  on_event=progress.event, weights=weights)
         searcher.recover()  # what a driver that died left running is failed and queued to train again
         if searcher.remaining <= 0:
-            print(f"study {plan.study_name} already has {searcher.trained} trained candidates "
+            others = fid.trials - searcher.trained - searcher.remaining  # running under other drivers
+            busy = f" and {others} training under other drivers" if others > 0 else ""
+            print(f"study {plan.study_name} already has {searcher.trained} trained candidates{busy} "
                   f"(--trials {fid.trials}); raise --trials to train more", file=out)
 
         def stopping(name: str) -> None:

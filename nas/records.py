@@ -141,7 +141,8 @@ class StudySettings:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudySettings | None:
-        """The settings stored on a study, or ``None`` if it was not made by ``nas search``."""
+        """The settings stored on a study, or ``None`` if it was not made by ``nas search`` or its
+        settings are still being written (every key is required; ``created`` is written last)."""
         try:
             fid, budget = attrs["fidelity"], attrs["budget"]
             return cls(space=attrs["space"], space_fingerprint=attrs["space_fingerprint"],
@@ -150,8 +151,8 @@ class StudySettings:
                        train_resolution=int(attrs["train_resolution"]), classes=int(attrs["classes"]),
                        train_images=fid["train_images"], val_images=fid["val_images"], epochs=int(fid["epochs"]),
                        batch_size=int(fid["batch_size"]), schedule=dict(attrs["schedule"]),
-                       objectives=tuple(attrs["objectives"]), early_stopping=attrs.get("early_stopping"),
-                       nas_version=attrs.get("nas_version", ""), created=attrs.get("created", ""))
+                       objectives=tuple(attrs["objectives"]), early_stopping=attrs["early_stopping"],
+                       nas_version=attrs["nas_version"], created=attrs["created"])
         except (KeyError, TypeError, ValueError):
             return None
 

@@ -306,7 +306,8 @@ class StudySearcher(Searcher):
         record = TrialRecord.from_frozen(done)
         self._finished_index.setdefault(run.arch_hash, record)
         self.on_event({"kind": "finished", "record": record})
-        self._resolve_held()
+        # Held proposals whose original has a result now are recorded; the others wait for suggest.
+        self._resolve_held(promote=False)
 
     def _tune_error(self, tune_id: str) -> str:
         """Why Ray Tune gave a trial up (its worker died, or something raised outside the trainable),
@@ -341,10 +342,17 @@ class StudySearcher(Searcher):
         # learn only when an infeasible or duplicate proposal happened to be told.
         self.study._thread_local.cached_all_trials = None
         if self._waiting:
-            trial_id = self.storage.claim_waiting(self.study._study_id, {DRIVER_ATTR: self.driver_id})
-            if trial_id is not None:
+            # The claim is guarded like a fresh trial's start (:meth:`_claim`), by the architecture the
+            # retry was queued with: one training elsewhere stays queued, and a study at its total
+            # claims nothing.
+            claimed = self.storage.claim_waiting(self.study._study_id, {DRIVER_ATTR: self.driver_id},
+                                                 guard_for=lambda arch_hash, number: self._claim(arch_hash, number))
+            if claimed is not None:
+                trial_id, reason = claimed
+                if reason is not None:  # trained meanwhile: read the study, the retry is recorded as a duplicate
+                    self.sync()
                 return optuna.Trial(self.study, trial_id)
-            self._waiting = False  # another driver took it
+            self._waiting = False  # nothing queued that may start now
         return optuna.Trial(self.study, self.storage.create_new_trial(self.study._study_id))
 
     def _propose(self, tune_id: str) -> dict[str, Any] | None:
@@ -372,8 +380,15 @@ class StudySearcher(Searcher):
         if original is not None:
             self._record_duplicate(trial, arch, original)
             return None
+        queued_blind = not self.storage.is_pending(trial._trial_id) and trial.user_attrs.get("arch_hash") != h
         self._set_attrs(trial, arch)
-        if h in self._running_elsewhere:
+        if queued_blind:
+            # A trial queued without its architecture (study.enqueue_trial by hand) was claimed with
+            # no architecture to check: it goes back to the queue now that it has one, and the next
+            # claim checks it like any retry.
+            self._release(trial)
+            return None
+        if self.storage.is_pending(trial._trial_id) and h in self._running_elsewhere:
             self.held.append(Held(trial, h, self._running_elsewhere[h]))
             self.stall += 1
             return None
@@ -417,20 +432,23 @@ class StudySearcher(Searcher):
                         "weights_box": self.weights.box_name if self.weights else None,
                         "fault": planned(self._dispatched), "key": f"{self.driver_id}-{frozen.number}"}}
 
-    def _claim(self, arch_hash: str) -> Guard:
+    def _claim(self, arch_hash: str | None, me: int | None = None) -> Guard:
         """The commit guard: refuse an architecture running or trained in the study (by any driver),
-        and any trial beyond the study's target of trained plus running trials."""
+        and any trial beyond the study's target of trained plus running trials. ``me``: the queued
+        trial being claimed (not counted against itself)."""
 
         def guard(trials: list[tuple[int, TrialState, dict[str, Any]]]) -> str | None:
             busy = 0
             for number, state, attrs in trials:
+                if number == me:
+                    continue
                 if state == TrialState.RUNNING:
                     busy += 1
-                    if attrs.get("arch_hash") == arch_hash:
+                    if arch_hash is not None and attrs.get("arch_hash") == arch_hash:
                         return f"running {number}"
                 elif attrs.get("outcome") in TRAINED:
                     busy += 1
-                    if attrs.get("arch_hash") == arch_hash:
+                    if arch_hash is not None and attrs.get("arch_hash") == arch_hash:
                         return f"trained {number}"
             return "target" if busy >= self.target else None
 
@@ -461,11 +479,15 @@ class StudySearcher(Searcher):
         end of a window. An invalid network has no FLOPs: it counts as violating by 1."""
         s = self.settings
         high = 1.0 if flops is None else flops / s.budget_high - 1.0
-        trial.set_constraint(CONSTRAINT_HIGH, high)
+        constraints = {CONSTRAINT_HIGH: high}
         low = None
         if s.budget_low > 0:
-            low = 1.0 if flops is None else 1.0 - flops / s.budget_low
-            trial.set_constraint(CONSTRAINT_LOW, low)
+            low = constraints[CONSTRAINT_LOW] = 1.0 if flops is None else 1.0 - flops / s.budget_low
+        # A queued trial given back and claimed again has them already (the same values).
+        set_already = self.storage.get_trial_system_attrs(trial._trial_id)
+        for key, value in constraints.items():
+            if f"constraints:{key}" not in set_already:
+                trial.set_constraint(key, value)
         return high <= 0 and (low is None or low <= 0)
 
     def _set_attrs(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -539,7 +561,7 @@ class StudySearcher(Searcher):
             pass
 
     # ---- held duplicates -----------------------------------------------------------------------
-    def _resolve_held(self) -> Held | None:
+    def _resolve_held(self, promote: bool = True) -> Held | None:
         """Record held duplicates whose original has a result now; return one whose original will
         never have one (it ended without a result: its driver died), to be trained in its place."""
         promoted, keep = None, []
@@ -547,7 +569,7 @@ class StudySearcher(Searcher):
             original = self._finished_index.get(held.arch_hash)
             if original is not None:
                 self._record_duplicate(held.trial, dict(held.trial.user_attrs), original)
-            elif held.arch_hash not in self._running_elsewhere and promoted is None:
+            elif promote and held.arch_hash not in self._running_elsewhere and promoted is None:
                 promoted = held
             else:
                 keep.append(held)
@@ -556,10 +578,13 @@ class StudySearcher(Searcher):
 
     # ---- interruption -----------------------------------------------------------------------------
     def _interrupt(self, run: Running) -> None:
+        # The retry first: stopped in between (a second Ctrl-C), the trial is still RUNNING and is
+        # recovered as an orphan at the next start (a second retry is then a duplicate, never trained),
+        # rather than failed as "queued" with no retry queued.
+        enqueue_retry(self.study, run.frozen)
         self._finish_written(run.frozen, TrialState.FAIL, None, {
             "outcome": INTERRUPTED, "reason": "the search was interrupted; queued to train again",
             "curve": run.curve})
-        enqueue_retry(self.study, run.frozen)
         self._in_flight -= 1
         self.on_event({"kind": INTERRUPTED, "number": run.number})
 

@@ -322,6 +322,34 @@ def retry_while(when: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
             time.sleep(delay)
 
 
+def clock(storage: Any) -> float:
+    """Now, in seconds since the epoch, by the clock every driver of a study shares: a database
+    server's (drivers on several machines write and judge heartbeats by it, so a machine whose clock
+    is off by a minute neither looks dead nor keeps a dead driver alive); this machine's for a file
+    (SQLite, journal), whose drivers share a machine."""
+    from optuna.storages import RDBStorage
+
+    rdb, inner = None, storage
+    for _ in range(4):  # Retrying / DeferredStorage / Optuna's read cache around the RDBStorage
+        if isinstance(inner, RDBStorage):
+            rdb = inner
+            break
+        inner = next((x for x in (getattr(inner, a, None) for a in ("_rdb", "_backend", "backend", "_storage"))
+                      if x is not None), None)
+    if rdb is None or rdb.engine.dialect.name not in _SERVER_NOW:
+        return time.time()
+    from sqlalchemy import text
+
+    def now() -> float:
+        with rdb.engine.connect() as conn:
+            return float(conn.execute(text(_SERVER_NOW[rdb.engine.dialect.name])).scalar_one())
+
+    return with_retries(now)
+
+
+_SERVER_NOW = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())", "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))"}
+
+
 def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, retried while it fails with a :func:`transient` error."""
     return retry_while(transient, fn, *args, **kwargs)

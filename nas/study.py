@@ -40,6 +40,7 @@ from nas.records import (
     StudySettings,
 )
 from nas.search_spaces.errors import UserError
+from nas.storage import clock
 
 HEARTBEAT_S = 10.0
 STALE_S = 60.0
@@ -115,8 +116,7 @@ def open_search_study(storage: Any, name: str, settings: StudySettings, space_so
         with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(settings.objectives))
-        for key, value in settings.to_attrs().items():
-            study.set_user_attr(key, value)
+        storage.set_study_user_attrs(study._study_id, settings.to_attrs())
         storage.set_study_system_attr(study._study_id, SPACE_SOURCE_ATTR, space_source)
         return study, True
     _check_settings(study, name, settings)
@@ -211,7 +211,7 @@ class Driver:
         now = time.time()
         if not (force or now - self._last >= HEARTBEAT_S):
             return False
-        self.record.heartbeat = now
+        self.record.heartbeat = clock(self.storage)  # the database's clock, by which the others judge it
         self.storage.set_study_system_attr(self.study_id, DRIVER_PREFIX + self.id, self.record.to_dict())
         self._last = now
         return True
@@ -224,7 +224,8 @@ class Driver:
 def recover_orphans(study: optuna.Study, storage: Any, me: str | None = None) -> list[tuple[int, int]]:
     """Fail every RUNNING trial whose driver is not alive (``orphaned``, with the reason) and queue
     its architecture to train again. Returns ``(orphan number, queued number)`` pairs."""
-    alive = {d.id for d in drivers(storage, study._study_id).values() if d.alive()}
+    now = clock(storage)
+    alive = {d.id for d in drivers(storage, study._study_id).values() if d.alive(now)}
     if me:
         alive.add(me)
     recovered = []
@@ -247,7 +248,13 @@ def recover_orphans(study: optuna.Study, storage: Any, me: str | None = None) ->
 
 
 def enqueue_retry(study: optuna.Study, trial: Any) -> int:
-    """Queue a trial's parameters to be asked again (a WAITING trial), remembering which it retries."""
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return max(t.number for t in waiting)
+    """Queue a trial's parameters to be asked again (a WAITING trial, as ``study.enqueue_trial``
+    makes it), remembering which it retries and its architecture, by which a driver's claim of it is
+    guarded. Returns its number (of the trial written here, whatever other drivers queue meanwhile)."""
+    attrs = {"retry_of": trial.number}
+    if trial.user_attrs.get("arch_hash"):
+        attrs["arch_hash"] = trial.user_attrs["arch_hash"]
+    queued = optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=attrs,
+                                       system_attrs={"fixed_params": dict(trial.params)})
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=queued)
+    return study._storage.get_trial_number_from_id(trial_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 from nas.search_spaces.errors import UserError
@@ -80,6 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from nas.progress import fmt_acc, fmt_duration
     from nas.records import OBJECTIVES, counts, front, read_settings, read_trials
     from nas.search_spaces.units import format_flops
+    from nas.storage import clock
     from nas.study import drivers
 
     study, storage = load(args)
@@ -94,7 +94,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             pick = (max if OBJECTIVES[o][0] else min)(done, key=lambda r: r.objective(o))
             best[o] = {"trial": pick.number, "value": pick.objective(o)}
     members = front(records, objectives) if objectives else []
-    now = time.time()
+    now = clock(storage)  # the clock heartbeats are written by
     live = {k: d for k, d in drivers(storage, study._study_id).items() if d.alive(now)}
     if args.json:
         print(json.dumps({"study": study.study_name, "settings": settings.to_attrs() if settings else None,

@@ -97,9 +97,9 @@ def test_a_queued_trial_is_claimed_with_its_owner_in_one_write(url, study_name):
     study.enqueue_trial({"x": 1})
     study.enqueue_trial({"x": 2})
     plain = optuna.load_study(study_name=study_name, storage=open_storage(url))
-    first = storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-a"})
-    second = storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-b"})
-    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) is None
+    (first, reason), (second, _) = (storage.claim_waiting(study._study_id, {DRIVER_ATTR: d})
+                                    for d in ("driver-a", "driver-b"))
+    assert reason is None and storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) is None
     by_id = {t._trial_id: t for t in plain.get_trials()}
     assert (by_id[first].number, by_id[second].number) == (0, 1)
     for tid, owner in ((first, "driver-a"), (second, "driver-b")):
@@ -108,4 +108,75 @@ def test_a_queued_trial_is_claimed_with_its_owner_in_one_write(url, study_name):
     trial = optuna.Trial(study, first)
     assert trial.suggest_int("x", 0, 10) == 1  # the queued parameters, as study.ask() would give them
     storage.set_trial_state_values(first, TrialState.WAITING)  # given back untrained
-    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) == first
+    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "driver-c"}) == (first, None)
+
+
+def test_a_queued_trial_is_claimed_only_as_its_guard_allows(url, study_name):
+    """The guard sees the study inside the claim: a queued trial whose architecture runs elsewhere
+    stays queued (the next one is taken), a study at its total gives nothing, and one whose
+    architecture was trained meanwhile is taken with the reason, to be recorded, not trained."""
+    from nas.records import DRIVER_ATTR
+
+    study, storage = _study(url, study_name)
+    for x, h in ((1, "busy"), (2, "free")):
+        study.enqueue_trial({"x": x}, user_attrs={"arch_hash": h})
+    seen = []
+
+    def guard_for(arch_hash, number):
+        def guard(trials):
+            seen.append((arch_hash, number, sorted(n for n, _, _ in trials)))
+            return {"busy": "running 7", "free": verdict}.get(arch_hash)
+        return guard
+
+    verdict = "target"
+    assert storage.claim_waiting(study._study_id, {DRIVER_ATTR: "a"}, guard_for) is None
+    verdict = "trained 3"
+    tid, reason = storage.claim_waiting(study._study_id, {DRIVER_ATTR: "a"}, guard_for)
+    plain = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    states = {t.number: t.state for t in plain.get_trials()}
+    assert reason == "trained 3" and plain.get_trials()[1]._trial_id == tid
+    assert states == {0: TrialState.WAITING, 1: TrialState.RUNNING}  # the busy one stays queued
+    assert seen[0] == ("busy", 0, [0, 1])  # the guard saw every trial of the study
+
+
+def test_a_new_studys_settings_appear_all_at_once(url, study_name):
+    """A second driver that opens a study an instant after another created it must not read half
+    of its settings (it would refuse the study as made with other settings): a reader polling
+    while studies are created sees each study's settings all or none."""
+    import threading
+
+    from nas.study import new_settings, open_search_study
+
+    settings = new_settings(space="tiny", space_fingerprint="f", space_resolution=32, budget_low=0.0,
+                            budget_high=5e6, dataset="shapes", train_resolution=32, classes=10, train_images=64,
+                            val_images=32, epochs=3, batch_size=32, schedule={"epochs": 3},
+                            objectives=("accuracy", "flops"))
+    expected = len(settings.to_attrs())
+    names = [f"{study_name}-{i}" for i in range(8)]
+    seen, done = set(), threading.Event()
+
+    def read() -> None:
+        reader = optuna.storages.get_storage(open_storage(url))
+        while not done.is_set():
+            for s in reader.get_all_studies():
+                if s.study_name in names:
+                    seen.add(len(s.user_attrs))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for name in names:
+            storage = DeferredStorage(optuna.storages.get_storage(open_storage(url)))
+            open_search_study(storage, name, settings, "", optuna.samplers.RandomSampler(seed=0))
+    finally:
+        done.set()
+        thread.join()
+    if url.startswith("journal"):  # one record per attribute, in order: the reader waits for the last
+        from nas.records import StudySettings
+
+        assert list(settings.to_attrs())[-1] == "created"
+        partial = dict(list(settings.to_attrs().items())[:-1])
+        assert StudySettings.from_attrs(partial) is None
+        assert StudySettings.from_attrs(settings.to_attrs()) == settings
+        return
+    assert seen and seen <= {0, expected}, seen

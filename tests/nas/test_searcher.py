@@ -309,6 +309,81 @@ def test_weights_are_kept_for_the_front_only(ray_cluster, tmp_path):
         weights_bytes(c, keeper.folder)
 
 
+def _params(study, config):
+    """The design parameters of the trial a suggest handed to Tune."""
+    return study.trials[config["nas"]["trial_number"]].params
+
+
+def test_a_queued_retry_starts_only_when_its_architecture_is_free(tmp_path):
+    """Claiming a queued retry is guarded like a fresh start, inside the claim's transaction: while
+    another driver trains that architecture it stays queued (this driver trains something else,
+    even on a view of the study older than the other's start); once trained there it is recorded
+    as a duplicate, never trained twice; a study at its total claims nothing."""
+    from nas.study import enqueue_retry
+
+    a, study, _ = _make(tmp_path, [SMALL2, params(1, 32, 8)])
+    b, _, _ = _make(tmp_path, [SMALL])
+    gone = _dead_drivers_trial(tmp_path, SMALL)  # an earlier trial of SMALL, now queued again
+    a.recover()
+    assert a._waiting  # A's view: a retry of SMALL is queued, nothing of SMALL runs
+    fresh = b.suggest("b")  # B starts SMALL from a fresh proposal
+    assert _params(study, fresh) == SMALL
+    first = a.suggest("a")  # A, without reading the study again, must not start SMALL too
+    assert _params(study, first) == SMALL2
+    running = [t for t in _written(tmp_path) if t.state == TrialState.RUNNING]
+    assert sorted(t.number for t in running) == sorted([fresh["nas"]["trial_number"], first["nas"]["trial_number"]])
+    retry = next(t for t in _written(tmp_path) if t.user_attrs.get("retry_of") == gone.number)
+    assert retry.state == TrialState.WAITING
+    b.on_trial_complete("b", _final(0.6))
+    a.sync()
+    assert a.suggest("a2") is not None  # a new architecture; the retry was claimed and recorded first
+    retry = study.trials[retry.number]
+    assert retry.user_attrs["outcome"] == "duplicate"
+    assert retry.user_attrs["duplicate_of"] == fresh["nas"]["trial_number"]
+    assert sum(1 for r in read_trials(study) if r.get("arch_hash") == retry.user_attrs["arch_hash"] and r.trained) == 1
+    # At the study's total, a queued retry is left queued and nothing starts.
+    c, _, _ = _make(tmp_path, [BIG], target=len([r for r in read_trials(study) if r.trained or r.state == "RUNNING"]))
+    enqueue_retry(study, study.trials[first["nas"]["trial_number"]])
+    c.sync()
+    assert c.suggest("c") is None or c.suggest("c") == "FINISHED"
+    assert [t.state for t in _written(tmp_path) if t.state == TrialState.WAITING] == [TrialState.WAITING]
+
+
+def test_a_retry_is_never_held_behind_itself(tmp_path):
+    """A retry queued while its architecture still runs under a driver that died is not claimed
+    (and so never sits RUNNING here, waiting on itself): once the orphan is failed, the retry
+    trains, and the study's total is met."""
+    from nas.study import enqueue_retry
+
+    s, study, _ = _make(tmp_path, [SMALL2, params(1, 32, 8)], target=2)
+    orphan = _dead_drivers_trial(tmp_path, SMALL)  # still RUNNING: its driver is not yet found dead
+    enqueue_retry(study, study.trials[orphan.number])  # e.g. queued by an interrupt earlier
+    s.sync()
+    first = s.suggest("a")
+    assert _params(study, first) == SMALL2 and not s.held
+    s.on_trial_complete("a", _final(0.5))
+    assert s.suggest("b") is None  # at the total with the orphan: it is found and failed
+    again = s.suggest("b")
+    assert _params(study, again) == SMALL  # the retry of SMALL, claimed now
+    s.on_trial_complete("b", _final(0.6))
+    assert s.suggest("c") == "FINISHED" and s.trained == 2
+
+
+def test_a_held_proposal_survives_a_result_and_trains_when_its_original_is_gone(tmp_path):
+    """A proposal held behind another driver's run that dies: a result arriving before the next
+    suggest does not forget it (it would stay pending in memory, a phantom trial for the sampler);
+    the next suggest trains it."""
+    s, study, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 32, 8)])
+    _dead_drivers_trial(tmp_path, SMALL)
+    s.sync()
+    assert _params(study, s.suggest("a")) == SMALL2 and len(s.held) == 1  # SMALL held behind the dead driver's
+    s.recover()  # the driver's heartbeat finds the dead one
+    s.on_trial_complete("a", _final(0.6))
+    assert len(s.held) == 1
+    promoted = s.suggest("b")
+    assert _params(study, promoted) == SMALL and not s.held and not s.storage._pending
+
+
 def test_target_counts_trained_trials_of_every_driver_and_finishes(tmp_path):
     s, study, _ = _make(tmp_path, [SMALL, SMALL2, params(1, 64, 4)], target=2)
     s.suggest("a")

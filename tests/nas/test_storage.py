@@ -113,3 +113,32 @@ def test_a_second_driver_waits_for_the_schema_another_is_making(tmp_path):
     open_storage(str(path), create=False, wait_s=10.0)  # the driver's check does
     maker.join()
     assert time.monotonic() - start < 5
+
+
+def test_heartbeats_on_a_database_server_go_by_its_clock(postgres_url, study_name, monkeypatch):
+    """Drivers on several machines judge each other's heartbeats by the PostgreSQL server's clock:
+    a driver on a machine whose clock is five minutes behind still looks alive to the others, and
+    its running trial is not failed as orphaned."""
+    from optuna.trial import TrialState
+
+    from nas.deferred_storage import DeferredStorage
+    from nas.records import DRIVER_ATTR
+    from nas.storage import clock
+    from nas.study import Driver, drivers, recover_orphans
+
+    storage = DeferredStorage(optuna.storages.get_storage(open_storage(postgres_url)))
+    study = optuna.create_study(study_name=study_name, storage=storage)
+    assert abs(clock(storage) - time.time()) < 30  # the server's clock, read through every wrapper
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 300)  # this "machine" runs five minutes behind
+    skewed = Driver(storage, study._study_id)
+    skewed.record.machine = "elsewhere@1"  # another machine: judged by its heartbeat, not a pid
+    skewed.beat(force=True)
+    trial = study.ask()
+    storage.set_trial_system_attr(trial._trial_id, DRIVER_ATTR, skewed.id)
+    monkeypatch.setattr(time, "time", real)
+    record = drivers(storage, study._study_id)[skewed.id]
+    assert abs(record.heartbeat - real()) < 30
+    assert recover_orphans(study, storage, me="someone-else") == []
+    assert study.trials[0].state == TrialState.RUNNING
+    optuna.delete_study(study_name=study_name, storage=storage)
