@@ -319,8 +319,6 @@ def test_a_queued_retry_starts_only_when_its_architecture_is_free(tmp_path):
     another driver trains that architecture it stays queued (this driver trains something else,
     even on a view of the study older than the other's start); once trained there it is recorded
     as a duplicate, never trained twice; a study at its total claims nothing."""
-    from nas.study import enqueue_retry
-
     a, study, _ = _make(tmp_path, [SMALL2, params(1, 32, 8)])
     b, _, _ = _make(tmp_path, [SMALL])
     gone = _dead_drivers_trial(tmp_path, SMALL)  # an earlier trial of SMALL, now queued again
@@ -341,12 +339,19 @@ def test_a_queued_retry_starts_only_when_its_architecture_is_free(tmp_path):
     assert retry.user_attrs["outcome"] == "duplicate"
     assert retry.user_attrs["duplicate_of"] == fresh["nas"]["trial_number"]
     assert sum(1 for r in read_trials(study) if r.get("arch_hash") == retry.user_attrs["arch_hash"] and r.trained) == 1
-    # At the study's total, a queued retry is left queued and nothing starts.
-    c, _, _ = _make(tmp_path, [BIG], target=len([r for r in read_trials(study) if r.trained or r.state == "RUNNING"]))
-    enqueue_retry(study, study.trials[first["nas"]["trial_number"]])
+    # At the study's total, a queued retry is left queued and nothing starts, even for a driver
+    # whose view says there is room (its proposal is refused at the claim and at the start).
+    busy = len([r for r in read_trials(study) if r.trained or r.state == "RUNNING"])
+    c, _, _ = _make(tmp_path, [params(2, 32, 8)], target=busy)
+    other = params(2, 32, 8)  # an architecture neither running nor trained: only the total stops it
+    study.enqueue_trial(other, user_attrs={"arch_hash": load_space(TINY).decode(other).arch_hash()})
+    queued = len(study.trials) - 1
     c.sync()
-    assert c.suggest("c") is None or c.suggest("c") == "FINISHED"
-    assert [t.state for t in _written(tmp_path) if t.state == TrialState.WAITING] == [TrialState.WAITING]
+    before = _written(tmp_path)
+    assert c._waiting and c._propose("c") is None
+    after = _written(tmp_path)
+    assert [(t.number, t.state) for t in after] == [(t.number, t.state) for t in before]
+    assert after[queued].state == TrialState.WAITING
 
 
 def test_a_retry_is_never_held_behind_itself(tmp_path):
