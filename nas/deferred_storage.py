@@ -30,10 +30,11 @@ import copy
 import datetime
 import json
 import uuid
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study._frozen import FrozenStudy
 from optuna.study._study_direction import StudyDirection
@@ -103,18 +104,12 @@ class DeferredStorage(BaseStorage):
         if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
             trials = self.backend.get_all_trials(study_id, deepcopy=False)
             view = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS}) for t in trials]
-            for t in trials:
-                if t.state != TrialState.WAITING:
-                    continue
-                reason = _claim_reason(guard_for, view, t.number, t.user_attrs.get("arch_hash"))
-                if reason == "target":
-                    return None
-                if reason is not None and reason.startswith("running"):
-                    continue
-                if self.backend.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+            waiting = [(t._trial_id, t.number) for t in trials if t.state == TrialState.WAITING]
+            for tid, reason in _claimable(guard_for, view, waiting):
+                if self.backend.set_trial_state_values(tid, TrialState.RUNNING):
                     for key, value in system_attrs.items():
-                        self.backend.set_trial_system_attr(t._trial_id, key, value)
-                    return t._trial_id, reason
+                        self.backend.set_trial_system_attr(tid, key, value)
+                    return tid, reason
             return None
         attrs = {**system_attrs, WRITE_TOKEN: uuid.uuid4().hex}
         attempts = iter(range(1000))
@@ -137,15 +132,9 @@ class DeferredStorage(BaseStorage):
                 if mine is not None:
                     return mine[0], "claimed before the connection dropped"  # the caller re-reads the study
             view = self._guard_view(conn, study_id) if guard_for is not None else []
-            hashes = {number: a.get("arch_hash") for number, _, a in view}
             waiting = conn.execute(select(trials.c.trial_id, trials.c.number).where(
                 trials.c.study_id == study_id, trials.c.state == TrialState.WAITING).order_by(trials.c.number)).all()
-            for tid, number in waiting:
-                reason = _claim_reason(guard_for, view, number, hashes.get(number))
-                if reason == "target":
-                    return None
-                if reason is not None and reason.startswith("running"):
-                    continue
+            for tid, reason in _claimable(guard_for, view, waiting):
                 conn.execute(update(trials).where(trials.c.trial_id == tid)
                              .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now()))
                 # a retry given back and claimed again has them: replace them
@@ -211,9 +200,43 @@ class DeferredStorage(BaseStorage):
     def _real(self, trial_id: int) -> int:
         return self._committed.get(trial_id, trial_id)
 
-    def _insert(self, study_id: int, trial: FrozenTrial, guard: Guard | None = None) -> tuple[int, int]:
+    def fail_and_requeue(self, study_id: int, trial_id: int, user_attrs: Mapping[str, Any],
+                         retry: FrozenTrial) -> int | None:
+        """Fail a RUNNING trial (with ``user_attrs``: its outcome and reason) and queue ``retry`` in its
+        place, in one transaction: a driver that dies, or a connection that drops, at any moment leaves
+        both done or neither (the trial still RUNNING, to be recovered again). Returns the queued
+        trial's number, or ``None`` when the trial had finished already (another driver recovered it)."""
+        if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
+            try:
+                for key, value in user_attrs.items():
+                    self.backend.set_trial_user_attr(trial_id, key, value)
+                self.backend.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                return None
+            return self._insert(study_id, retry)[1]
+        from optuna.storages._rdb import models
+        from sqlalchemy import select, update
+
+        trials = models.TrialModel.__table__
+
+        def fail(conn: Any) -> None:
+            row = conn.execute(select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()).first()
+            if row is None or row[0] != TrialState.RUNNING:
+                raise Refused("finished already")  # rolled back: nothing written
+            _replace_attrs(conn, models.TrialUserAttributeModel.__table__, trial_id, user_attrs)
+            conn.execute(update(trials).where(trials.c.trial_id == trial_id).values(
+                state=TrialState.FAIL, datetime_complete=datetime.datetime.now()))
+
+        try:
+            return self._insert(study_id, retry, also=fail)[1]
+        except Refused:
+            return None
+
+    def _insert(self, study_id: int, trial: FrozenTrial, guard: Guard | None = None,
+                also: Callable[[Any], None] | None = None) -> tuple[int, int]:
         """Write a whole trial (params, values, attributes, state) in one transaction; returns its
-        database id and number."""
+        database id and number. ``also(connection)`` writes more in the same transaction (it may
+        refuse, as ``guard`` may)."""
         if self._rdb is None:
             if guard is not None:
                 seen = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS})
@@ -228,10 +251,10 @@ class DeferredStorage(BaseStorage):
         token = uuid.uuid4().hex
         trial.system_attrs[WRITE_TOKEN] = token
         attempts = iter(range(1000))
-        return with_retries(lambda: self._insert_once(study_id, trial, guard, token, next(attempts) > 0))
+        return with_retries(lambda: self._insert_once(study_id, trial, guard, also, token, next(attempts) > 0))
 
-    def _insert_once(self, study_id: int, trial: FrozenTrial, guard: Guard | None, token: str,
-                     retry: bool) -> tuple[int, int]:
+    def _insert_once(self, study_id: int, trial: FrozenTrial, guard: Guard | None,
+                     also: Callable[[Any], None] | None, token: str, retry: bool) -> tuple[int, int]:
         from optuna.storages._rdb import models
         from sqlalchemy import func, insert, select, update
 
@@ -252,6 +275,8 @@ class DeferredStorage(BaseStorage):
                 reason = guard(self._guard_view(conn, study_id))
                 if reason:
                     raise Refused(reason)  # rolled back: nothing written
+            if also is not None:
+                also(conn)
             # The number is the trial's rank in the study, as Optuna's TrialModel.count_past_trials
             # counts it (the study lock above keeps it unique).
             tid = conn.execute(insert(trials).values(
@@ -319,16 +344,11 @@ class DeferredStorage(BaseStorage):
                 self.backend.set_study_user_attr(study_id, key, value)
             return
         from optuna.storages._rdb import models
-        from sqlalchemy import delete, insert
-
-        table = models.StudyUserAttributeModel.__table__
 
         def write() -> None:
             assert self._rdb is not None
-            with self._rdb.engine.begin() as conn:  # replaced, not added: a retried write is harmless
-                conn.execute(delete(table).where(table.c.study_id == study_id, table.c.key.in_(list(attrs))))
-                conn.execute(insert(table), [{"study_id": study_id, "key": k, "value_json": json.dumps(v)}
-                                             for k, v in attrs.items()])
+            with self._rdb.engine.begin() as conn:
+                _replace_attrs(conn, models.StudyUserAttributeModel.__table__, study_id, attrs, owner="study_id")
 
         with_retries(write)
 
@@ -443,9 +463,17 @@ class DeferredStorage(BaseStorage):
         self.backend.remove_session()
 
 
-def _claim_reason(guard_for: Callable[[str | None, int], Guard] | None,
-                  view: list[tuple[int, TrialState, dict[str, Any]]], number: int, arch_hash: str | None) -> str | None:
-    return None if guard_for is None else guard_for(arch_hash, number)(view)
+def _claimable(guard_for: Callable[[str | None, int], Guard] | None, view: list[tuple[int, TrialState, dict[str, Any]]],
+               waiting: Sequence[tuple[int, int]]) -> Iterator[tuple[int, str | None]]:
+    """The queued trials (``(id, number)``, oldest first) a claim may take, with the guard's reason:
+    one whose architecture runs elsewhere is passed over, and none once the study is at its total."""
+    hashes = {number: attrs.get("arch_hash") for number, _, attrs in view}
+    for trial_id, number in waiting:
+        reason = None if guard_for is None else guard_for(hashes.get(number), number)(view)
+        if reason == "target":
+            return
+        if reason is None or not reason.startswith("running"):
+            yield int(trial_id), reason
 
 
 def _lock_study(conn: Any, study_id: int) -> None:
@@ -471,13 +499,14 @@ def _written(conn: Any, study_id: int, token: str) -> tuple[int, int] | None:
     return None if row is None else (int(row[0]), row[1])
 
 
-def _replace_attrs(conn: Any, table: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Set a trial's attributes (user or system ``table``), replacing those of the same keys."""
+def _replace_attrs(conn: Any, table: Any, owner_id: int, attrs: Mapping[str, Any], owner: str = "trial_id") -> None:
+    """Set the attributes of a trial (user or system ``table``), or of a study (``owner="study_id"``
+    with a study attribute table), replacing those of the same keys: a retried write is harmless."""
     from sqlalchemy import delete, insert
 
     if attrs:
-        conn.execute(delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs))))
-        conn.execute(insert(table), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+        conn.execute(delete(table).where(table.c[owner] == owner_id, table.c.key.in_(list(attrs))))
+        conn.execute(insert(table), [{owner: owner_id, "key": k, "value_json": json.dumps(v)}
                                      for k, v in attrs.items()])
 
 

@@ -380,7 +380,8 @@ class StudySearcher(Searcher):
         if original is not None:
             self._record_duplicate(trial, arch, original)
             return None
-        queued_blind = not self.storage.is_pending(trial._trial_id) and trial.user_attrs.get("arch_hash") != h
+        pending = self.storage.is_pending(trial._trial_id)
+        queued_blind = not pending and trial.user_attrs.get("arch_hash") != h
         self._set_attrs(trial, arch)
         if queued_blind:
             # A trial queued without its architecture (study.enqueue_trial by hand) was claimed with
@@ -388,7 +389,7 @@ class StudySearcher(Searcher):
             # claim checks it like any retry.
             self._release(trial)
             return None
-        if self.storage.is_pending(trial._trial_id) and h in self._running_elsewhere:
+        if pending and h in self._running_elsewhere:
             self.held.append(Held(trial, h, self._running_elsewhere[h]))
             self.stall += 1
             return None

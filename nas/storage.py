@@ -347,7 +347,7 @@ def clock(storage: Any) -> float:
     return with_retries(now)
 
 
-_SERVER_NOW = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())", "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))"}
+_SERVER_NOW = {"postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())"}  # the server nas is tested on
 
 
 def with_retries(fn: Any, *args: Any, **kwargs: Any) -> Any:

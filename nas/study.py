@@ -223,38 +223,38 @@ class Driver:
 
 def recover_orphans(study: optuna.Study, storage: Any, me: str | None = None) -> list[tuple[int, int]]:
     """Fail every RUNNING trial whose driver is not alive (``orphaned``, with the reason) and queue
-    its architecture to train again. Returns ``(orphan number, queued number)`` pairs."""
+    its architecture to train again. ``storage``: the study's :class:`nas.deferred_storage.DeferredStorage`.
+    Returns ``(orphan number, queued number)`` pairs."""
     now = clock(storage)
     alive = {d.id for d in drivers(storage, study._study_id).values() if d.alive(now)}
     if me:
         alive.add(me)
     recovered = []
-    pending = getattr(storage, "is_pending", lambda _trial_id: False)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.system_attrs.get(DRIVER_ATTR)
-        if owner in alive or pending(trial._trial_id):  # a proposal of this process, not yet written
+        if owner in alive or storage.is_pending(trial._trial_id):  # a proposal of this process, not yet written
             continue
         reason = f"its driver {owner or '(unknown)'} stopped without recording a result; queued to train again"
-        try:
-            # The reason first, the state last: a driver that dies in between leaves it RUNNING, to be
-            # recovered again, never failed without its retry queued.
-            storage.set_trial_user_attr(trial._trial_id, "outcome", ORPHANED)
-            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another driver recovered it first (the state write is serialised by the database)
-        recovered.append((trial.number, enqueue_retry(study, trial)))
+        # Failed and queued again in one transaction: never failed without its retry.
+        queued = storage.fail_and_requeue(study._study_id, trial._trial_id, {"outcome": ORPHANED, "reason": reason},
+                                          _retry_of(trial))
+        if queued is not None:  # None: another driver recovered it first
+            recovered.append((trial.number, queued))
     return recovered
 
 
 def enqueue_retry(study: optuna.Study, trial: Any) -> int:
-    """Queue a trial's parameters to be asked again (a WAITING trial, as ``study.enqueue_trial``
-    makes it), remembering which it retries and its architecture, by which a driver's claim of it is
-    guarded. Returns its number (of the trial written here, whatever other drivers queue meanwhile)."""
+    """Queue a trial's parameters to be asked again (:func:`_retry_of`). Returns its number (of the
+    trial written here, whatever other drivers queue meanwhile)."""
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=_retry_of(trial))
+    return study._storage.get_trial_number_from_id(trial_id)
+
+
+def _retry_of(trial: Any) -> optuna.trial.FrozenTrial:
+    """A WAITING trial with ``trial``'s parameters, as ``study.enqueue_trial`` makes one, remembering
+    which trial it retries and its architecture, by which a driver's claim of it is guarded."""
     attrs = {"retry_of": trial.number}
     if trial.user_attrs.get("arch_hash"):
         attrs["arch_hash"] = trial.user_attrs["arch_hash"]
-    queued = optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=attrs,
-                                       system_attrs={"fixed_params": dict(trial.params)})
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=queued)
-    return study._storage.get_trial_number_from_id(trial_id)
+    return optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=attrs,
+                                     system_attrs={"fixed_params": dict(trial.params)})

@@ -180,3 +180,36 @@ def test_a_new_studys_settings_appear_all_at_once(url, study_name):
         assert StudySettings.from_attrs(settings.to_attrs()) == settings
         return
     assert seen and seen <= {0, expected}, seen
+
+
+def test_an_orphan_is_failed_and_queued_again_in_one_write(url, study_name, monkeypatch):
+    """Failing a dead driver's trial and queueing its retry are one transaction: stopped in the
+    middle (here the write's own fault point raises, as a SIGKILL there would end it) neither is
+    written and the trial is still RUNNING, to be recovered again; a trial another driver
+    recovered first is left alone."""
+    import nas.deferred_storage as deferred
+    from nas.study import _retry_of
+
+    study, storage = _study(url, study_name)
+    trial = study.ask()
+    trial.suggest_int("x", 0, 10)
+    storage.commit(trial._trial_id)
+    running = study.trials[0]
+    attrs = {"outcome": "orphaned", "reason": "its driver stopped"}
+    if not url.startswith("journal"):  # one driver at a time there, and no transactions
+        def die(name):
+            if name == "write":
+                raise RuntimeError("the driver died here")
+
+        monkeypatch.setattr(deferred, "point", die)
+        with pytest.raises(RuntimeError):
+            storage.fail_and_requeue(study._study_id, running._trial_id, attrs, _retry_of(running))
+        monkeypatch.undo()
+        plain = optuna.load_study(study_name=study_name, storage=open_storage(url)).trials
+        assert [t.state for t in plain] == [TrialState.RUNNING] and "outcome" not in plain[0].user_attrs
+    queued = storage.fail_and_requeue(study._study_id, running._trial_id, attrs, _retry_of(running))
+    plain = optuna.load_study(study_name=study_name, storage=open_storage(url)).trials
+    assert queued == 1 and [t.state for t in plain] == [TrialState.FAIL, TrialState.WAITING]
+    assert plain[0].user_attrs == attrs and plain[1].user_attrs["retry_of"] == 0
+    assert storage.fail_and_requeue(study._study_id, running._trial_id, attrs, _retry_of(running)) is None
+    assert len(optuna.load_study(study_name=study_name, storage=open_storage(url)).trials) == 2
