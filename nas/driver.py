@@ -51,6 +51,7 @@ class SearchOptions:
     max_concurrent: int | None = None
     address: str | None = None
     seed: int = 0
+    train_seed: int = 0
     device: str | None = None
     early_stopping: bool = True
     grace: int | None = None
@@ -229,7 +230,7 @@ def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
     from nas.workers.engine import Schedule
 
     schedule = Schedule(epochs=fid.epochs, batch_size=fid.batch_size, lr=lr,
-                        warmup_epochs=min(1.0, fid.epochs / 10)).to_dict()
+                        warmup_epochs=min(1.0, fid.epochs / 10), seed=plan.opts.train_seed).to_dict()
     return new_settings(
         space=plan.space.name, space_fingerprint=fingerprint(plan.space_text),
         space_resolution=int(plan.space.base.get("resolution", 224)), budget_low=plan.budget.low,
@@ -410,7 +411,12 @@ def _one_driver_on_journal(storage: Any, study_id: int, plan: Plan, me: Any = No
                         f"SQLite file, for drivers on one machine)")
 
 
-def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
+def run_search(opts: SearchOptions, out: TextIO | None = None,
+               queue: list[tuple[dict[str, Any], str, dict[str, Any]]] | None = None,
+               study_attrs: dict[str, Any] | None = None) -> int:
+    """Run (or resume) a search. ``queue``: architectures to train before the sampler proposes any,
+    as ``(params, arch_hash, attrs)``; one the study already holds is not queued again (``nas fidelity``
+    retrains a study's candidates this way). ``study_attrs``: user attributes written on the study."""
     out = out or sys.stdout
     import optuna
 
@@ -419,7 +425,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
     from nas.progress import Progress, front_header, front_rows
     from nas.records import front
     from nas.searcher import StudySearcher
-    from nas.study import Driver, open_search_study
+    from nas.study import Driver, enqueue_architectures, open_search_study
     from nas.text_table import render_table
     from nas.weights import WeightsKeeper, artifacts_dir
     from nas.workers.trial import TrialSpec
@@ -447,6 +453,10 @@ def run_search(opts: SearchOptions, out: TextIO | None = None) -> int:
         # A resumed study must not see the same random proposals again: the sampler's seed moves on
         # with the trials already in the study (still reproducible from the same state).
         study.sampler = make_sampler(opts.sampler, opts.seed + 1_000_003 * len(study.trials), fid.trials)
+        for key, value in (study_attrs or {}).items():
+            study.set_user_attr(key, value)
+        if queue:
+            enqueue_architectures(study, queue)
         driver = Driver(storage, study._study_id)
         driver.beat(force=True)
         if plan.storage.kind == "journal":

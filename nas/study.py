@@ -253,8 +253,25 @@ def enqueue_retry(study: optuna.Study, trial: Any) -> int:
 def _retry_of(trial: Any) -> optuna.trial.FrozenTrial:
     """A WAITING trial with ``trial``'s parameters, as ``study.enqueue_trial`` makes one, remembering
     which trial it retries and its architecture, by which a driver's claim of it is guarded."""
-    attrs = {"retry_of": trial.number}
-    if trial.user_attrs.get("arch_hash"):
-        attrs["arch_hash"] = trial.user_attrs["arch_hash"]
+    return _queued(trial.params, trial.user_attrs.get("arch_hash"), {"retry_of": trial.number})
+
+
+def _queued(params: dict[str, Any], arch_hash: str | None, attrs: dict[str, Any]) -> optuna.trial.FrozenTrial:
+    """A WAITING trial with fixed parameters, as ``study.enqueue_trial`` makes one; its architecture
+    (when known) guards a driver's claim of it like a fresh proposal's."""
+    attrs = {**attrs, **({"arch_hash": arch_hash} if arch_hash else {})}
     return optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=attrs,
-                                     system_attrs={"fixed_params": dict(trial.params)})
+                                     system_attrs={"fixed_params": dict(params)})
+
+
+def enqueue_architectures(study: optuna.Study, queue: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> int:
+    """Queue ``(params, arch_hash, attrs)`` architectures the study holds in no trial yet (so a resumed
+    run queues nothing twice). Returns how many were queued."""
+    held = {t.user_attrs.get("arch_hash") for t in study.get_trials(deepcopy=False)}
+    n = 0
+    for params, arch_hash, attrs in queue:
+        if arch_hash not in held:
+            study._storage.create_new_trial(study._study_id, template_trial=_queued(params, arch_hash, attrs))
+            held.add(arch_hash)
+            n += 1
+    return n

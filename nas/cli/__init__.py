@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.cli import dashboard, export, model, search, space, studies, train
+    from nas.cli import dashboard, export, fidelity, model, search, space, studies, train
 
     parser = _Parser(
         prog="nas",
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_parser(sub)
     dashboard.add_parser(sub)
     export.add_parser(sub)
+    fidelity.add_parser(sub)
     return parser
 
 

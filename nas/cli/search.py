@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", metavar="HOST:PORT",
                    help="join this Ray cluster (default $RAY_ADDRESS, else a local cluster for this search)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampler seed (default 0)")
+    p.add_argument("--train-seed", type=int, default=0, metavar="S",
+                   help="training seed: weights, batch order and augmentation (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where candidates train (default: cuda if the "
                                                               "cluster has GPUs)")
     p.add_argument("--trial-timeout", type=float, metavar="SECONDS",

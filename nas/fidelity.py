@@ -1,0 +1,322 @@
+"""Proxy fidelity: how well a study's accuracies rank its candidates, checked by retraining them.
+
+Every decision of a search (the sampler's next proposal, early stopping, the front, the exported
+"best") rests on one accuracy per candidate at the proxy fidelity. ``nas fidelity`` retrains a
+sample of a finished study's candidates at a higher fidelity (more images or epochs) or with
+another training seed, as a *linked study* in the same storage, and compares the two rankings:
+
+* Kendall's tau-b and Spearman's rho between the study's and the linked study's accuracies;
+* the top-k overlap (k a quarter of the sample): how many of the reference's best the proxy found;
+* regret: the reference accuracy of the proxy's best pick against the reference's best.
+
+The linked study is an ordinary study made by the search driver (:func:`nas.driver.run_search`)
+with the parent's space, budget and dataset and the new fidelity; the sample is queued into it
+(:func:`nas.study.enqueue_architectures`), so it trains through Ray like any search, resumes
+after any interruption and a second run reuses what is done.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from nas.search_spaces.errors import UserError
+
+#: Study user attribute of a linked study: ``{"study": parent name, "trials": {arch_hash: parent number}}``.
+LINK_ATTR = "fidelity_of"
+#: Below this many candidates in both studies no rank statistic is reported.
+MIN_CANDIDATES = 3
+#: tau at or above which a proxy "ranks like the reference" (the target of BENCHMARKS.md's fidelity table).
+GOOD_TAU = 0.6
+#: The reference fidelity ``nas fidelity`` retrains at by default: 8x the CPU default's images x
+#: epochs (3 x 2,000), on the whole validation split (BENCHMARKS.md, "Proxy fidelity").
+REFERENCE_EPOCHS, REFERENCE_TRAIN_IMAGES = 3, 16000
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """How well ``proxy`` accuracies rank candidates against ``reference`` accuracies."""
+
+    n: int
+    kendall_tau: float
+    kendall_p: float
+    spearman_rho: float
+    top_k: int
+    top_overlap: float  # share of the reference's top k that are in the proxy's top k
+    regret: float  # reference accuracy of the reference's best minus that of the proxy's best pick
+    proxy_best: int  # index (into the inputs) of the proxy's best pick
+    reference_best: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def verdict(self) -> str:
+        """One line that tells the user what to do."""
+        what = f"tau {self.kendall_tau:.2f} over {self.n}"
+        if self.kendall_tau >= GOOD_TAU:
+            return f"ranks like the reference: {what}, top-{self.top_k} overlap {self.top_overlap:.0%}"
+        if self.kendall_tau > 0 and self.kendall_p < 0.05:
+            return (f"ranks only roughly like the reference ({what}, p {self.kendall_p:.2g}): trust large gaps "
+                    f"only, or raise --epochs or --train-images")
+        return f"ranking is noise at this fidelity ({what}, p {self.kendall_p:.2g}): raise --epochs or --train-images"
+
+
+def rank_agreement(proxy: Sequence[float], reference: Sequence[float], top_fraction: float = 0.25) -> RankAgreement:
+    """Rank statistics of two accuracy lists over the same candidates (higher is better)."""
+    from scipy import stats
+
+    if len(proxy) != len(reference):
+        raise ValueError("proxy and reference must score the same candidates")
+    n = len(proxy)
+    if n < MIN_CANDIDATES:
+        raise ValueError(f"rank agreement needs at least {MIN_CANDIDATES} candidates, got {n}")
+    tau = stats.kendalltau(proxy, reference)
+    rho = stats.spearmanr(proxy, reference)
+    k = max(1, round(n * top_fraction))
+    order_p = sorted(range(n), key=lambda i: (-proxy[i], i))
+    order_r = sorted(range(n), key=lambda i: (-reference[i], i))
+    overlap = len(set(order_p[:k]) & set(order_r[:k])) / k
+    best_p, best_r = order_p[0], order_r[0]
+    return RankAgreement(n=n, kendall_tau=_finite(tau.statistic), kendall_p=_finite(tau.pvalue, 1.0),
+                         spearman_rho=_finite(rho.statistic), top_k=k, top_overlap=overlap,
+                         regret=float(reference[best_r] - reference[best_p]), proxy_best=best_p,
+                         reference_best=best_r)
+
+
+def _finite(x: float, default: float = 0.0) -> float:
+    """A constant list has no ranking: scipy answers NaN, which means no agreement."""
+    return default if x is None or math.isnan(x) else float(x)
+
+
+# ---- the linked study --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The fidelity a study's candidates are retrained at."""
+
+    epochs: int
+    train_images: int | None  # None: the whole training split
+    val_images: int | None
+    batch_size: int
+    lr: float | None
+    train_seed: int
+
+    def tag(self) -> str:
+        imgs = lambda n: "all" if n is None else str(n)  # noqa: E731
+        lr = "" if self.lr is None else f"-lr{self.lr:g}"
+        return (f"e{self.epochs}-n{imgs(self.train_images)}-v{imgs(self.val_images)}-b{self.batch_size}{lr}"
+                f"-s{self.train_seed}")
+
+
+def image_epochs(epochs: int, train_images: int | None, n_train: int) -> int:
+    return epochs * (n_train if train_images is None else min(train_images, n_train))
+
+
+def trained_candidates(records: Sequence[Any]) -> list[Any]:
+    """The candidates whose accuracy is a full-schedule result: complete, feasible, not duplicates."""
+    from nas.records import COMPLETE
+
+    return [r for r in records if r.outcome == COMPLETE and r.feasible and r.accuracy is not None
+            and r.get("arch_hash")]
+
+
+def choose_sample(records: Sequence[Any], objectives: Sequence[str], k_random: int | None,
+                  seed: int = 0) -> list[Any]:
+    """The front plus ``k_random`` other trained candidates (all of them when ``None``), the same on
+    every run with the same study (seeded), front first."""
+    from nas.records import front
+
+    done = trained_candidates(records)
+    members = {r.number for r in front(records, objectives)}
+    first = [r for r in done if r.number in members]
+    rest = [r for r in done if r.number not in members]
+    if k_random is not None:
+        rest = sorted(random.Random(seed).sample(rest, min(k_random, len(rest))), key=lambda r: r.number)
+    return first + rest
+
+
+def linked_name(parent: str, ref: Reference) -> str:
+    return f"{parent}@fidelity-{ref.tag()}"
+
+
+def _space_option(settings: Any, source: str | None, folder: Path) -> str:
+    """A ``--space`` value that reads back as the parent's exact space: its built-in name when the
+    text matches, else the stored text written to a file in ``folder``."""
+    from nas.search_spaces.registry import load_space
+    from nas.study import fingerprint
+
+    try:
+        load_space(settings.space)
+        from importlib import resources
+
+        text = (resources.files("nas.search_spaces.spaces") / f"{settings.space}.yaml").read_text()
+        if fingerprint(text) == settings.space_fingerprint:
+            return settings.space
+    except (UserError, FileNotFoundError, OSError):
+        pass
+    if source is None:
+        raise UserError(f"the study's space {settings.space!r} is not stored with it and no longer matches the "
+                        f"built-in one: it cannot be rebuilt")
+    path = folder / f"{settings.space}.yaml"
+    path.write_text(source)
+    return str(path)
+
+
+def _budget_option(settings: Any) -> str:
+    if settings.budget_low > 0:
+        return f"{int(settings.budget_low)}-{int(settings.budget_high)}"
+    return str(int(settings.budget_high))
+
+
+def check_fidelity(study: Any, args: Any) -> tuple[Any, Reference, list[Any], int]:
+    """Everything ``nas fidelity`` checks before it trains: the parent's settings, the sample, and a
+    reference above the study's fidelity (or another seed). One-line errors, nothing written."""
+    from nas.records import read_settings, read_trials
+
+    settings = read_settings(study)
+    if settings is None:
+        raise UserError(f"study {study.study_name!r} was not made by 'nas search'")
+    link = study.user_attrs.get(LINK_ATTR)
+    if link:
+        raise UserError(f"study {study.study_name!r} is itself a fidelity check of {link.get('study')!r}; "
+                        f"run nas fidelity on that study")
+    if args.random is not None and args.random < 0:
+        raise UserError(f"--random must be 0 or more, got {args.random}")
+    records = read_trials(study)
+    sample = choose_sample(records, settings.objectives, None if args.all else args.random)
+    done = len(trained_candidates(records))
+    if done < MIN_CANDIDATES:
+        raise UserError(f"study {study.study_name!r} has {done} completely trained candidate(s); a fidelity check "
+                        f"needs at least {MIN_CANDIDATES}")
+    if len(sample) < MIN_CANDIDATES:
+        raise UserError(f"the sample holds {len(sample)} candidate(s) (the front and --random {args.random}); "
+                        f"raise --random to at least {MIN_CANDIDATES - len(sample) + (args.random or 0)}")
+    # --reseed alone retrains at the study's own fidelity (its seed noise); otherwise what is not
+    # given comes from the reference of BENCHMARKS.md's fidelity table.
+    own = args.reseed is not None and args.epochs is None and args.train_images is None
+    ref = Reference(epochs=args.epochs or (settings.epochs if own else REFERENCE_EPOCHS),
+                    train_images=args.train_images if args.train_images is not None
+                    else (settings.train_images if own else REFERENCE_TRAIN_IMAGES),
+                    val_images=args.val_images if args.val_images is not None
+                    else (settings.val_images if own else None),
+                    batch_size=args.batch_size or settings.batch_size, lr=args.lr,
+                    train_seed=args.reseed if args.reseed is not None else int(settings.schedule.get("seed", 0)))
+    for name, value in (("epochs", args.epochs), ("train-images", args.train_images), ("val-images", args.val_images),
+                        ("batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be at least 1, got {value}")
+    return settings, ref, sample, done
+
+
+def _n_train(settings: Any) -> int:
+    from nas.workers.datasets import load_dataset
+
+    return int(load_dataset(settings.dataset, resolution=settings.train_resolution, seed=0).train_x.shape[0])
+
+
+def run_fidelity(args: Any, out: TextIO | None = None) -> int:
+    """``nas fidelity``: retrain a study's sample at the reference fidelity, then compare."""
+    import optuna
+
+    from nas.driver import SearchOptions, run_search
+    from nas.records import SPACE_SOURCE_ATTR
+    from nas.storage import open_storage, parse_storage
+    from nas.study import resolve_study_name
+
+    out = out or sys.stdout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage_url = parse_storage(args.storage)
+    storage = open_storage(storage_url, create=False)
+    name = resolve_study_name(storage, args.study)
+    study = optuna.load_study(study_name=name, storage=storage)
+    settings, ref, sample, _ = check_fidelity(study, args)
+    n_train = _n_train(settings)
+    ours = image_epochs(settings.epochs, settings.train_images, n_train)
+    theirs = image_epochs(ref.epochs, ref.train_images, n_train)
+    reseeded = ref.train_seed != int(settings.schedule.get("seed", 0))
+    if not (theirs > ours or (reseeded and theirs == ours)):
+        raise UserError(f"the reference fidelity ({ref.epochs} epochs of {ref.train_images or n_train:,} images) is "
+                        f"not above the study's ({settings.epochs} epochs of {settings.train_images or n_train:,}); "
+                        f"raise --epochs or --train-images, or give --reseed SEED to retrain at the same fidelity "
+                        f"with another seed")
+    linked = linked_name(name, ref)
+    with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as folder:
+        opts = SearchOptions(
+            space=_space_option(settings, storage.get_study_system_attrs(study._study_id).get(SPACE_SOURCE_ATTR), Path(folder)),
+            budget=_budget_option(settings), trials=len(sample), study=linked, storage=storage_url.text,
+            dataset=settings.dataset, resolution=settings.train_resolution, epochs=ref.epochs,
+            train_images=ref.train_images, val_images=ref.val_images, batch_size=ref.batch_size, lr=ref.lr,
+            sampler="random", objectives=",".join(settings.objectives), cpus_per_trial=args.cpus_per_trial,
+            max_concurrent=args.max_concurrent, address=args.address, train_seed=ref.train_seed,
+            device=args.device, early_stopping=False, artifacts=args.artifacts)
+        queue = [(dict(r.params), r.get("arch_hash"), {LINK_ATTR: r.number}) for r in sample]
+        link = {"study": name, "reference": asdict(ref), "trials": {r.get("arch_hash"): r.number for r in sample}}
+        code = run_search(opts, out=out, queue=queue, study_attrs={LINK_ATTR: link})
+    if code:
+        return code
+    report = compare(storage, name, linked)
+    print_report(report, out)
+    return 0
+
+
+@dataclass
+class FidelityReport:
+    study: str
+    linked: str
+    rows: list[dict[str, Any]]  # one per candidate trained in both: number, arch, proxy, reference
+    agreement: RankAgreement | None
+    pending: int  # sample candidates not (yet) trained in the linked study
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "linked": self.linked, "rows": self.rows, "pending": self.pending,
+                "agreement": self.agreement.to_dict() if self.agreement else None,
+                "verdict": self.verdict()}
+
+    def verdict(self) -> str:
+        if self.agreement is None:
+            return f"not enough candidates trained at both fidelities yet ({len(self.rows)}; at least {MIN_CANDIDATES})"
+        return self.agreement.verdict()
+
+
+def compare(storage: Any, parent: str, linked: str) -> FidelityReport:
+    """The parent's accuracies against the linked study's, per architecture trained in both."""
+    import optuna
+
+    from nas.records import read_trials
+
+    proxy = {r.get("arch_hash"): r for r in trained_candidates(read_trials(optuna.load_study(
+        study_name=parent, storage=storage)))}
+    linked_study = optuna.load_study(study_name=linked, storage=storage)
+    reference = {r.get("arch_hash"): r for r in trained_candidates(read_trials(linked_study))}
+    queued = (linked_study.user_attrs.get(LINK_ATTR) or {}).get("trials") or {}
+    rows = [{"number": proxy[h].number, "arch": proxy[h].get("arch"), "proxy": proxy[h].accuracy,
+             "reference": reference[h].accuracy, "reference_trial": reference[h].number}
+            for h in proxy if h in reference]
+    rows.sort(key=lambda row: -row["reference"])
+    agreement = (rank_agreement([r["proxy"] for r in rows], [r["reference"] for r in rows])
+                 if len(rows) >= MIN_CANDIDATES else None)
+    pending = max(0, len(queued) - len(rows)) if queued else 0
+    return FidelityReport(study=parent, linked=linked, rows=rows, agreement=agreement, pending=pending)
+
+
+def print_report(report: FidelityReport, out: TextIO) -> None:
+    from nas.text_table import render_table
+
+    print(f"\nfidelity check of study {report.study} (reference: study {report.linked})", file=out)
+    if report.rows:
+        print(render_table(("trial", "proxy acc", "reference acc", "architecture"),
+                           [(r["number"], f"{r['proxy']:.3f}", f"{r['reference']:.3f}", r["arch"] or "")
+                            for r in report.rows]), file=out)
+    a = report.agreement
+    if a is not None:
+        print(f"kendall tau {a.kendall_tau:.2f} (p {a.kendall_p:.2g})  spearman rho {a.spearman_rho:.2f}  "
+              f"top-{a.top_k} overlap {a.top_overlap:.0%}  regret {a.regret:.3f} (reference accuracy lost by "
+              f"taking the proxy's best)", file=out)
+    print(f"verdict: {report.verdict()}", file=out, flush=True)
