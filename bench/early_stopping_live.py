@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     reference = replay.reference_point(curves)
     if not args.no_run:
         command = shlex.split(curves.description.split("recorded with: ", 1)[1])
-        command = [a for a in command if a != "--no-early-stopping"]
+        # the plain rule (no evidence gate): the one this benchmark replays
+        command = [a for a in command if a != "--no-early-stopping"] + ["--rung-evidence", "0"]
         for flag, value in (("--trials", str(args.trials)), ("--study", args.live_study),
                             ("--storage", args.storage)):
             command[command.index(flag) + 1] = value

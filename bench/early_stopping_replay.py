@@ -60,13 +60,14 @@ from pathlib import Path
 from typing import Any
 
 from nas.pareto import hypervolume, pareto_front
-from nas.stopping import MOASHA, STOP, rung_epochs
+from nas.stopping import GATE_MIN_CURVES, MOASHA, STOP, rung_epochs
 from nas.text_table import render_table
 
 FORMAT = "nas-curves/1"
-POLICIES = ("none", "median", "asha", "moasha")
+POLICIES = ("none", "median", "asha", "moasha", "gated")
 LABELS = {"none": "(a) no early stopping", "median": "(b) median stopping (Tune)",
-          "asha": "(c) ASHA on accuracy (Tune)", "moasha": "(d) MO-ASHA (ours)"}
+          "asha": "(c) ASHA on accuracy (Tune)", "moasha": "(d) MO-ASHA, fixed rungs",
+          "gated": "(e) MO-ASHA, rungs gated by evidence (default)"}
 MAXIMISE = {"accuracy": True, "flops": False, "params": False}
 BUDGET_SHARES = (0.05, 0.1, 0.2, 1 / 3, 0.5, 1.0)  # of (a)'s epochs: where the table compares policies
 
@@ -209,6 +210,10 @@ class MOASHAPolicy(Policy):
         self.rule = rule
         self.final_stops = 0  # decisions "stop" at a last epoch: must stay 0
 
+    def complete(self, trial: int, epoch: int, accuracy: float, cand: Candidate) -> None:
+        if self.rule.gate is not None and epoch >= self.rule.max_epochs:  # a whole curve: the gate's evidence
+            self.rule.gate.add_curve(trial, {e + 1: a for e, a in enumerate(cand.accuracy)})
+
     def result(self, trial: int, epoch: int, accuracy: float, cand: Candidate) -> bool:
         values = {"accuracy": accuracy, "flops": cand.flops, "params": cand.params}
         stop = self.rule.on_result(trial, epoch, [values[o] for o in self.rule.objectives]) == STOP
@@ -220,8 +225,9 @@ class MOASHAPolicy(Policy):
 def make_policy(name: str, max_epochs: int, grace: int, eta: int, objectives: Sequence[str]) -> Policy:
     if name == "none":
         return Policy()
-    if name == "moasha":
-        return MOASHAPolicy(MOASHA(objectives, [MAXIMISE[o] for o in objectives], max_epochs, grace, eta))
+    if name in ("moasha", "gated"):
+        return MOASHAPolicy(MOASHA(objectives, [MAXIMISE[o] for o in objectives], max_epochs, grace, eta,
+                                   gate_curves=GATE_MIN_CURVES if name == "gated" else 0))
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
     if name == "median":
@@ -366,6 +372,8 @@ def summarise(curves: Curves, runs: dict[str, list[Run]], reference: tuple[float
             "epochs_to_99": reach99,
             "epochs_to_95": reach95,
             "final_stops": sum(r.final_stops for r in rs),
+            "stops_by_epoch": {str(e): sum(list(r.stopped.values()).count(e) for r in rs) / len(rs)
+                               for e in rung_epochs(grace, eta, curves.max_epochs)},
             "hv_at": {f"{s:.3f}": _mean_sd([r.hv_at(s * full) / pool for r in rs]) for s in BUDGET_SHARES},
         }
     if "none" in runs:
@@ -439,6 +447,9 @@ def render(summary: dict[str, Any]) -> str:
                      _reach(d["epochs_to_99"], full), _reach(d["epochs_to_95"], full)))
     lines.append(render_table(("policy", "epochs", "% of (a)", "completed", "stopped", "final HV %",
                                "epochs to (a)'s final HV", "to 99% of it", "to 95% of it"), rows))
+    lines.append("stopped per run at each rung epoch: " + "; ".join(
+        f"{d['label'][:3]} " + ", ".join(f"epoch {e}: {n:.1f}" for e, n in d["stops_by_epoch"].items())
+        for p, d in s["policies"].items() if p in ("moasha", "gated")))
     lines.append("(epochs to a hypervolume: mean over the seeds that reach it = % of (a)'s epochs (seeds reaching it))")
     if "none" in s["policies"]:
         parts = [f"{d['label'][:3]} {d['none_epochs_to_final_hv']:,.0f} vs its own {d['epochs'][0]:,.0f} "
@@ -486,7 +497,7 @@ def write_html(summary: dict[str, Any], runs: dict[str, list[Run]], path: str | 
     pool, full = summary["pool_hypervolume"], summary["full_epochs"]
     top = max(r.total_epochs for rs in runs.values() for r in rs)
     grid = sorted({0, top} | {round(top * i / 400) for i in range(401)})
-    colours = {"none": "#636efa", "median": "#00cc96", "asha": "#ef553b", "moasha": "#ab63fa"}
+    colours = {"none": "#636efa", "median": "#00cc96", "asha": "#ef553b", "moasha": "#ab63fa", "gated": "#19d3f3"}
     fig = go.Figure()
     for p, rs in runs.items():
         values = [[100 * r.hv_at(x) / pool for r in rs] for x in grid]

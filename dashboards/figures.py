@@ -58,6 +58,7 @@ from nas.records import (
     TrialRecord,
     counts,
     front,
+    noise_neighbours,
 )
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.units import format_flops
@@ -153,7 +154,8 @@ def hover_text(r: TrialRecord, study: str = "") -> str:
     if r.outcome == PRUNED and r.get("epochs"):
         head += f" at epoch {r.get('epochs')}"
     lines = [head, *architecture_lines(r)]
-    metrics = [f"accuracy {acc:.2%}" if acc is not None else "no accuracy",
+    se = r.accuracy_se
+    metrics = [(f"accuracy {acc:.2%}" + ("" if se is None else f" ±{se:.1%}")) if acc is not None else "no accuracy",
                _fmt_flops(r.objective("flops")), f"{_fmt_params(r.objective('params'))} params"]
     lat = r.objective("latency")
     if lat is not None:
@@ -624,12 +626,17 @@ def front_rows(s: StudyData) -> list[dict[str, Any]]:
     """The study's Pareto front (``nas.records.front``: feasible complete trials, over its objectives)."""
     rows = []
     latency = any(r.objective("latency") is not None for r in s.records)
-    for r in front(s.records, s.objectives):
-        row = {"trial": r.number, "architecture": r.get("arch") or "", "accuracy": f"{r.accuracy:.2%}",
+    members = front(s.records, s.objectives)
+    noise = noise_neighbours(members)
+    for r in members:
+        se = r.accuracy_se
+        row = {"trial": r.number, "architecture": r.get("arch") or "",
+               "accuracy": f"{r.accuracy:.2%}" + ("" if se is None else f" ±{se:.1%}"),
                "FLOPs": _fmt_flops(r.objective("flops")), "params": _fmt_params(r.objective("params"))}
         if latency:
             lat = r.objective("latency")
             row["latency"] = f"{lat:.2f} ms" if lat is not None else ""
+        row["within noise of"] = ", ".join(map(str, noise[r.number]))
         row["hash"] = r.get("arch_hash") or ""
         rows.append(row)
     return rows

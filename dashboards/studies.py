@@ -1,10 +1,15 @@
 """Which studies a dashboard shows, and reading them: the dashboards' only contact with storage.
 
-Dashboards only read. A read is Optuna's ``get_trials`` (a few short SELECTs in one read
-transaction; SQLite is opened in WAL mode by ``nas.storage``, so a reader never blocks the
-search's writes and is never blocked by them). A :class:`StudySource` keeps its ``optuna.Study``
-between refreshes: Optuna's cached storage then fetches only the trials that are new or still
-unfinished, so the live page's polling stays cheap on a study of thousands of trials.
+Dashboards only read. A study's trials are read, on a database (an ``RDBStorage``), by
+:class:`_RDBReader`, not Optuna's ``get_trials``: a few SELECTs with SQLAlchemy Core on Optuna's
+own tables in one short read transaction, re-reading only the trials that are new or still
+unfinished since the last read, so the live page's polling stays cheap on a study of thousands of
+trials. Other storages (a journal file), and a read the reader fails (every later read too, unless
+the failure was a dropped connection), use Optuna's ``study.get_trials`` on the ``optuna.Study`` a
+:class:`StudySource` keeps between refreshes; the study's attributes and settings are always read
+through that Study (``study.user_attrs``).
+SQLite is opened in WAL mode by ``nas.storage``, so a reader never blocks the search's writes and
+is never blocked by them.
 """
 
 from __future__ import annotations
@@ -105,9 +110,9 @@ class _Trial:
 
     @property
     def constraints(self) -> dict[str, float]:
-        from optuna.study._constrained_optimization import _get_constraints_from_system_attrs
+        from nas.optuna_internals import constraints_of
 
-        return _get_constraints_from_system_attrs(self.system_attrs)
+        return constraints_of(self.system_attrs)
 
 
 def _local(utc: datetime | None) -> datetime | None:
@@ -122,9 +127,10 @@ class _RDBReader:
     Why not ``study.get_trials()``: Optuna builds an ORM object for every parameter and
     attribute row, and a first read of 10,000 trials took 8-13 s here (about 40 rows a trial),
     which alone broke the report's few-seconds target. Core rows cost a fraction of that. The
-    tables and columns come from Optuna's own models (``optuna.storages._rdb.models``) and the
-    conversions from its own helpers, so the rows are read exactly as Optuna reads them; a test
-    checks that the records equal ``read_trials(study)``'s, and any failure falls back to it.
+    tables and columns come from Optuna's own (private) models, through
+    :func:`nas.optuna_internals.rdb_models`, and the conversions from its own helpers, so the rows
+    are read exactly as Optuna reads them; a test checks that the records equal
+    ``read_trials(study)``'s, and any failure falls back to it.
     Finished trials are immutable in Optuna (it refuses to change them), so caching them is safe.
     """
 
@@ -136,8 +142,11 @@ class _RDBReader:
         self._dists: dict[str, Any] = {}  # distribution JSON -> distribution (a study has few)
 
     def read(self) -> list[TrialRecord]:
-        from optuna.storages._rdb import models
         from sqlalchemy import select
+
+        from nas.optuna_internals import rdb_models
+
+        models = rdb_models()
 
         T = models.TrialModel.__table__
         with self.engine.connect() as conn, conn.begin():  # one read transaction, closed at once
@@ -164,8 +173,11 @@ class _RDBReader:
         import json
 
         from optuna.distributions import json_to_distribution
-        from optuna.storages._rdb import models
         from sqlalchemy import select
+
+        from nas.optuna_internals import rdb_models
+
+        models = rdb_models()
 
         T = models.TrialModel.__table__
         P, V = models.TrialParamModel.__table__, models.TrialValueModel.__table__

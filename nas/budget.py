@@ -1,7 +1,8 @@
 """FLOP budgets as users type them: ``4GFLOPs``, ``600M``, ``4e9``, ``3.5-4GFLOPs``.
 
-FLOPs are multiply-adds (DESIGN.md). A budget is an upper bound, or a window
-``low-high`` that a candidate's FLOPs must lie in (both ends inclusive).
+FLOPs are multiply-adds (``FlopCounterMode`` total / 2; "Conventions" in ARCHITECTURE.md). A
+budget is an upper bound, or a window ``low-high`` that a candidate's FLOPs must lie in (both
+ends inclusive).
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ for training (written RUNNING). :meth:`update` writes a running trial's attribut
 values in one transaction too. Everything else passes straight through.
 
 On an RDB backend the one-transaction writes are SQLAlchemy Core statements on Optuna's own
-tables (the schema stays Optuna's, migrations included; the ORM's session and unit of work cost
-more than the writes) and skip the per-parameter distribution checks, which the driver makes
-once per study instead (the study's space fingerprint). Other backends (the journal file) take
+tables (its private models, through :mod:`nas.optuna_internals`: the schema stays Optuna's,
+migrations included; the ORM's session and unit of work cost more than the writes) and skip the
+per-parameter distribution checks, which the driver makes once per study instead (the study's
+space fingerprint). Other backends (the journal file) take
 Optuna's public calls, which are cheap there.
 
 What a crash can lose: a pending proposal, which by construction was never trained. A pending
@@ -31,17 +32,20 @@ import datetime
 import json
 import uuid
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.study._frozen import FrozenStudy
-from optuna.study._study_direction import StudyDirection
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.fault_points import point
+from nas.optuna_internals import frozen_copy, rdb_models, rdb_of
 from nas.storage import Retrying, with_retries
+
+if TYPE_CHECKING:
+    from nas.optuna_internals import FrozenStudy
 
 #: The system attribute holding the token of the write that created a trial (idempotent retries).
 WRITE_TOKEN = "nas:write"
@@ -56,8 +60,7 @@ class Refused(Exception):  # noqa: N818 -- a decision, not a failure
 
 class DeferredStorage(BaseStorage):
     def __init__(self, backend: BaseStorage) -> None:
-        inner = getattr(backend, "_backend", backend)  # Optuna wraps RDBStorage in a read cache
-        self._rdb: RDBStorage | None = inner if isinstance(inner, RDBStorage) else None
+        self._rdb: RDBStorage | None = rdb_of(backend)  # Optuna wraps RDBStorage in a read cache
         self.backend = Retrying(backend)  # a dropped connection is retried, not fatal
         self._pending: dict[int, tuple[int, FrozenTrial]] = {}  # pending id -> (study id, trial)
         self._committed: dict[int, int] = {}  # pending id -> database id, for late callers
@@ -120,8 +123,8 @@ class DeferredStorage(BaseStorage):
 
     def _claim_once(self, study_id: int, attrs: dict[str, Any], guard_for: Callable[[str | None, int], Guard] | None,
                     retry: bool) -> tuple[int, str | None] | None:
-        from optuna.storages._rdb import models
         from sqlalchemy import select, update
+        models = rdb_models()
 
         assert self._rdb is not None
         trials = models.TrialModel.__table__
@@ -174,8 +177,8 @@ class DeferredStorage(BaseStorage):
             if state is not None:
                 self.backend.set_trial_state_values(trial_id, state, values)
             return
-        from optuna.storages._rdb import models
         from sqlalchemy import insert, select, update
+        models = rdb_models()
 
         trials = models.TrialModel.__table__
         with self._rdb.engine.begin() as conn:  # Core, one transaction (see _insert_once)
@@ -214,8 +217,8 @@ class DeferredStorage(BaseStorage):
             except UpdateFinishedTrialError:
                 return None
             return self._insert(study_id, retry)[1]
-        from optuna.storages._rdb import models
         from sqlalchemy import select, update
+        models = rdb_models()
 
         trials = models.TrialModel.__table__
 
@@ -255,8 +258,8 @@ class DeferredStorage(BaseStorage):
 
     def _insert_once(self, study_id: int, trial: FrozenTrial, guard: Guard | None,
                      also: Callable[[Any], None] | None, token: str, retry: bool) -> tuple[int, int]:
-        from optuna.storages._rdb import models
         from sqlalchemy import func, insert, select, update
+        models = rdb_models()
 
         assert self._rdb is not None
         trials = models.TrialModel.__table__
@@ -312,8 +315,8 @@ class DeferredStorage(BaseStorage):
 
     @staticmethod
     def _guard_view(conn: Any, study_id: int) -> list[tuple[int, TrialState, dict[str, Any]]]:
-        from optuna.storages._rdb import models
         from sqlalchemy import select
+        models = rdb_models()
 
         trials, user_attrs = models.TrialModel.__table__, models.TrialUserAttributeModel.__table__
         attrs: dict[int, dict[str, Any]] = {}
@@ -343,7 +346,7 @@ class DeferredStorage(BaseStorage):
             for key, value in attrs.items():
                 self.backend.set_study_user_attr(study_id, key, value)
             return
-        from optuna.storages._rdb import models
+        models = rdb_models()
 
         def write() -> None:
             assert self._rdb is not None
@@ -443,7 +446,7 @@ class DeferredStorage(BaseStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         if trial_id in self._pending:
-            return _copy_trial(self._pending[trial_id][1])
+            return frozen_copy(self._pending[trial_id][1])
         if trial_id in self._written:
             return self._written.pop(trial_id)
         return self.backend.get_trial(self._real(trial_id))
@@ -480,8 +483,8 @@ def _lock_study(conn: Any, study_id: int) -> None:
     """Take the study's write lock first (a row lock on PostgreSQL, the database's on SQLite, where
     SELECT ... FOR UPDATE takes none): trial numbers stay unique, a guard's view cannot change before
     the write, and no read snapshot goes stale under SQLite's WAL."""
-    from optuna.storages._rdb import models
     from sqlalchemy import update
+    models = rdb_models()
 
     studies = models.StudyModel.__table__
     conn.execute(update(studies).where(studies.c.study_id == study_id).values(study_name=studies.c.study_name))
@@ -489,8 +492,8 @@ def _lock_study(conn: Any, study_id: int) -> None:
 
 def _written(conn: Any, study_id: int, token: str) -> tuple[int, int] | None:
     """(id, number) of the trial a write with ``token`` made, if it committed (a retried write)."""
-    from optuna.storages._rdb import models
     from sqlalchemy import select
+    models = rdb_models()
 
     trials, attrs = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
     row = conn.execute(select(trials.c.trial_id, trials.c.number).join(attrs, attrs.c.trial_id == trials.c.trial_id)
@@ -508,18 +511,3 @@ def _replace_attrs(conn: Any, table: Any, owner_id: int, attrs: Mapping[str, Any
         conn.execute(delete(table).where(table.c[owner] == owner_id, table.c.key.in_(list(attrs))))
         conn.execute(insert(table), [{owner: owner_id, "key": k, "value_json": json.dumps(v)}
                                      for k, v in attrs.items()])
-
-
-def _copy_trial(trial: FrozenTrial) -> FrozenTrial:
-    """A copy whose containers are the caller's own. Attribute values were deep-copied when they
-    were set and distributions are not mutated, so this is as safe as a deep copy at a fraction
-    of its cost (three of these per proposal took a third of an infeasible one's time)."""
-    out = copy.copy(trial)
-    out._params = dict(trial._params)
-    out._distributions = dict(trial._distributions)
-    out._user_attrs = dict(trial._user_attrs)
-    out._system_attrs = dict(trial._system_attrs)
-    out.intermediate_values = dict(trial.intermediate_values)
-    if trial._values is not None:
-        out._values = list(trial._values)
-    return out

@@ -56,6 +56,7 @@ class SearchOptions:
     early_stopping: bool = True
     grace: int | None = None
     eta: int = 3
+    rung_evidence: int | None = None
     artifacts: str | None = None
     trial_timeout: float | None = None
     trial_resources: str | None = None
@@ -157,6 +158,9 @@ def _absolute_dataset(spec: str) -> str:
 
 def prepare(opts: SearchOptions) -> Plan:
     """Check every option that needs no cluster; read (never write) an existing study."""
+    if opts.study is not None and not opts.study.strip():
+        raise UserError("--study is empty; give the study a name, or leave --study out for the default "
+                        "(SPACE-BUDGET)")
     space = load_space(opts.space)
     budget = parse_budget(opts.budget)
     check_budget(space, budget.low, budget.high)
@@ -181,6 +185,8 @@ def prepare(opts: SearchOptions) -> Plan:
     if opts.eta < 2:
         raise UserError(f"--eta must be at least 2 (the top 1/eta of each rung continues), got {opts.eta}")
     _positive("grace", opts.grace)
+    if opts.rung_evidence is not None and opts.rung_evidence < 0:
+        raise UserError(f"--rung-evidence must be 0 (no gate) or more completed curves, got {opts.rung_evidence}")
     storage = parse_storage(opts.storage)
 
     from nas.workers.datasets import load_dataset
@@ -222,7 +228,13 @@ def early_stopping_for(opts: SearchOptions, epochs: int, notes: list[str]) -> di
         notes.append(f"early stopping has no effect with {epochs} epoch(s) and grace {grace} (no rung before the "
                      f"last epoch); every candidate trains fully")
         return None
-    return {"grace": grace, "eta": opts.eta}
+    return {"grace": grace, "eta": opts.eta, "gate_curves": gate_curves(opts)}
+
+
+def gate_curves(opts: SearchOptions) -> int:
+    from nas.stopping import GATE_MIN_CURVES
+
+    return GATE_MIN_CURVES if opts.rung_evidence is None else opts.rung_evidence
 
 
 def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
@@ -330,11 +342,20 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         f"study     {plan.study_name} ({what}) in {plan.storage.display()}",
         "stopping  " + (f"MO-ASHA: rungs at epochs {', '.join(map(str, rungs(s)))}; the top "
                         f"1/{s.early_stopping['eta']} of each rung by {', '.join(s.objectives)} continues"
+                        + _gate_text(s.early_stopping)
                         if s.early_stopping else "off: every candidate trains its whole schedule"),
     ]
     print("\n".join(lines), file=out, flush=True)
     for note in dict.fromkeys(plan.notes):
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _gate_text(es: dict[str, Any]) -> str:
+    from nas.stopping import GATE_MIN_TAU
+
+    n = es.get("gate_curves", 0)
+    return (f", once the rung ranks like the final epoch (Kendall tau >= {GATE_MIN_TAU:g} over {n} completed "
+            f"curves)" if n else "")
 
 
 def _n(count: int, word: str) -> str:
@@ -359,11 +380,14 @@ def make_scheduler(settings: StudySettings, records: list[Any]) -> Any:
 
     objectives = settings.objectives
     rule = MOASHA(objectives, [OBJECTIVES[o][0] for o in objectives], settings.epochs,
-                  grace=settings.early_stopping["grace"], eta=settings.early_stopping["eta"])
+                  grace=settings.early_stopping["grace"], eta=settings.early_stopping["eta"],
+                  gate_curves=settings.early_stopping.get("gate_curves", 0))
     preload = []
     for r in records:
         if not r.trained or r.outcome == "duplicate":
             continue
+        if rule.gate is not None and r.outcome == "complete":
+            rule.gate.add_curve(r.number, {p["epoch"]: p.get("accuracy") for p in r.curve if p.get("epoch")})
         for point in r.curve:
             vector = {"accuracy": point.get("accuracy"), "flops": r.get("flops"), "params": r.get("n_params"),
                       "latency": r.get("latency_ms")}
@@ -493,8 +517,10 @@ def run_search(opts: SearchOptions, out: TextIO | None = None,
         with Interrupt(on_first=stopping) as interrupt:
             try:
                 if searcher.remaining > 0 or searcher.running:
-                    run_tune(searcher, res.as_tune(), res.concurrency, interrupt, on_step=step,
-                             scheduler=make_scheduler(settings, read_trials(study)))
+                    scheduler = make_scheduler(settings, read_trials(study))
+                    if scheduler is not None and scheduler.rule.gate is not None:
+                        print(f"rungs     {scheduler.rule.gate.describe()}", file=out, flush=True)
+                    run_tune(searcher, res.as_tune(), res.concurrency, interrupt, on_step=step, scheduler=scheduler)
             finally:
                 if interrupt.event.is_set() or searcher.running or searcher.held:
                     searcher.interrupt_running()

@@ -201,16 +201,16 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
         remove_staged(name)
 
 
-def _remove_staged_here(name: str) -> int:
-    """Remove this node's copies of Tune experiment ``name``: Tune stages the experiment's state and
-    every trial's working folder under the node's Ray session (``artifacts/<time>/<name>``), beside
-    ``storage_path``. Returns how many folders went."""
+def _remove_staged_here(pattern: str) -> int:
+    """Remove this node's copies of a Tune experiment: Tune stages the experiment's state and every
+    trial's working folder under the node's Ray session, beside ``storage_path``; ``pattern`` is
+    where, relative to the session folder (:func:`nas.ray_internals.staged_glob`). Returns how many
+    folders went."""
     import glob
 
-    import ray
+    from nas.ray_internals import session_dir
 
-    session = ray._private.worker.global_worker.node.get_session_dir_path()
-    found = glob.glob(os.path.join(session, "artifacts", "*", name))
+    found = glob.glob(os.path.join(session_dir(), pattern))
     for path in found:
         shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -224,10 +224,13 @@ def remove_staged(name: str, timeout_s: float = 10.0) -> int:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from nas.ray_internals import staged_glob
+
     if not ray.is_initialized():
         return 0
+    pattern = staged_glob(name)  # Tune's layout, checked here, where Tune is imported: the tasks need not import it
     task = ray.remote(num_cpus=0, max_retries=0)(_remove_staged_here)
-    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(name)
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(pattern)
             for n in ray.nodes() if n.get("Alive")]
     done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     removed = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import __version__
-from nas.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front
+from nas.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front, within_noise
 from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
 from nas.search_spaces.files import atomic_write
@@ -52,6 +52,14 @@ def pick_trial(records: Sequence[TrialRecord], settings: StudySettings, trial: i
                         f"use one of them or knee")
     maximise = OBJECTIVES[by][0]
     return (max if maximise else min)(members, key=lambda r: r.objective(by))  # type: ignore[arg-type, return-value]
+
+
+def within_noise_of(record: TrialRecord, records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[str]:
+    """The other front members whose accuracy is within noise of ``record``'s, as
+    ``"trial 3 (0.536 ±0.016)"``, most accurate first."""
+    members = front(records, objectives)
+    close = [m for m in members if m.number != record.number and within_noise(record, m)]
+    return [f"trial {m.number} ({m.accuracy:.3f} ±{m.accuracy_se:.3f})" for m in close]
 
 
 def knee(members: Sequence[TrialRecord], objectives: Sequence[str]) -> TrialRecord:
@@ -91,8 +99,9 @@ def provenance(study_name: str, storage_text: str, r: TrialRecord, s: StudySetti
         "study": study_name, "storage": storage_text, "trial": r.number,
         "space": s.space, "space_fingerprint": s.space_fingerprint, "budget": s.budget_text(),
         "dataset": s.dataset, "fidelity": s.fidelity, "objectives": dict(zip(s.objectives, r.values or ())),
-        "metrics": {k: r.get(k) for k in ("accuracy", "best_accuracy", "epochs", "latency_ms", "wall_time_s")
-                    if r.get(k) is not None},
+        "metrics": {**{k: r.get(k) for k in ("accuracy", "best_accuracy", "val_images", "epochs", "latency_ms",
+                                             "wall_time_s") if r.get(k) is not None},
+                    **({"accuracy_se": round(r.accuracy_se, 5)} if r.accuracy_se is not None else {})},
         "complexity": {"space": {"resolution": s.space_resolution, "params": r.get("n_params"),
                                  "flops": r.get("flops"), "activations": r.get("activations")},
                        "train": train},

@@ -249,7 +249,8 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
     linked = linked_name(name, ref)
     with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as folder:
         opts = SearchOptions(
-            space=_space_option(settings, storage.get_study_system_attrs(study._study_id).get(SPACE_SOURCE_ATTR), Path(folder)),
+            space=_space_option(settings, storage.get_study_system_attrs(study._study_id).get(SPACE_SOURCE_ATTR),
+                                Path(folder)),
             budget=_budget_option(settings), trials=len(sample), study=linked, storage=storage_url.text,
             dataset=settings.dataset, resolution=settings.train_resolution, epochs=ref.epochs,
             train_images=ref.train_images, val_images=ref.val_images, batch_size=ref.batch_size, lr=ref.lr,
@@ -320,3 +321,23 @@ def print_report(report: FidelityReport, out: TextIO) -> None:
               f"top-{a.top_k} overlap {a.top_overlap:.0%}  regret {a.regret:.3f} (reference accuracy lost by "
               f"taking the proxy's best)", file=out)
     print(f"verdict: {report.verdict()}", file=out, flush=True)
+
+
+def reference_accuracies(storage: Any, study_name: str, arch_hash: str) -> list[dict[str, Any]]:
+    """What the fidelity checks of ``study_name`` measured for one architecture: one entry per linked
+    study that retrained it (``nas export`` puts these in a config's provenance)."""
+    import optuna
+
+    from nas.records import read_trials
+
+    out = []
+    for summary in storage.get_all_studies():
+        link = summary.user_attrs.get(LINK_ATTR) or {}
+        if link.get("study") != study_name or arch_hash not in (link.get("trials") or {}):
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for r in trained_candidates(read_trials(study)):
+            if r.get("arch_hash") == arch_hash:
+                out.append({"study": summary.study_name, "trial": r.number, "accuracy": r.accuracy,
+                            "accuracy_se": r.accuracy_se, "fidelity": link.get("reference")})
+    return out

@@ -24,6 +24,7 @@ from nas.records import (
     PRUNED,
     RUNNING,
     TrialRecord,
+    noise_neighbours,
 )
 from nas.records import counts as count_outcomes
 from nas.records import front as pareto_front
@@ -50,28 +51,37 @@ def fmt_acc(a: float | None) -> str:
     return "-" if a is None else f"{a:.3f}"
 
 
+def fmt_acc_se(r: TrialRecord) -> str:
+    """The accuracy with its standard error (from the validation size), e.g. ``0.546 ±0.016``."""
+    se = r.accuracy_se
+    return fmt_acc(r.accuracy) + ("" if se is None else f" ±{se:.3f}")
+
+
 def front_rows(front: Sequence[TrialRecord], objectives: Sequence[str]) -> list[list[str]]:
-    """Rows of the front table: trial, each objective, params (if not an objective), architecture."""
+    """Rows of the front table: trial, each objective (accuracy with its standard error), params (if
+    not an objective), the other members whose accuracy is within noise of this one's, architecture."""
+    noise = noise_neighbours(front)
     rows = []
     for r in front:
         row = [str(r.number)]
         for o in objectives:
             v = r.objective(o)
-            row.append(fmt_acc(v) if o == "accuracy" else format_flops(v) if o == "flops" and v is not None
+            row.append(fmt_acc_se(r) if o == "accuracy" else format_flops(v) if o == "flops" and v is not None
                        else fmt_params(v) if o == "params" else "-" if v is None else f"{v:.2f} ms")
         if "params" not in objectives:
             row.append(fmt_params(r.get("n_params")))
+        row.append(", ".join(map(str, noise[r.number])) or "-")
         row.append(r.get("arch") or "")
         rows.append(row)
     return rows
 
 
 def front_header(objectives: Sequence[str], resolution: int) -> list[str]:
-    names = {"accuracy": "accuracy", "flops": f"FLOPs@{resolution}", "params": "params", "latency": "latency"}
+    names = {"accuracy": "accuracy ±se", "flops": f"FLOPs@{resolution}", "params": "params", "latency": "latency"}
     head = ["trial"] + [names[o] for o in objectives]
     if "params" not in objectives:
         head.append("params")
-    return head + ["architecture"]
+    return head + ["within noise of", "architecture"]
 
 
 class Progress:

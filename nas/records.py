@@ -1,8 +1,15 @@
-"""What a study holds and how it is read: the one module that names the study's attributes.
+"""What a study holds and how it is read: the study's schema, listed here.
 
 The study (Optuna storage) is the single source of truth. Only the search driver writes it;
-the inspection commands, the dashboards and export read it through this module, so the names
-below are the study's schema:
+the inspection commands, the dashboards and export read it through this module. The names
+below are the schema; the modules that write and read them spell most of them as string
+literals (``"arch_hash"``, ``"outcome"``...) rather than importing them, and a few are named
+only by the module that owns them: ``fidelity_of`` (a study and trial user attribute,
+:mod:`nas.fidelity`), ``weights`` (a trial user attribute) and ``artifacts:<id>`` (Optuna's
+artifact record, a trial system attribute; both :mod:`nas.weights`), ``nas:write`` (a trial
+system attribute, :mod:`nas.deferred_storage`) and ``synthetic`` (a study user attribute,
+``bench/synthetic_study.py``). The ``constraints:<name>`` and ``fixed_params`` trial system
+attributes are Optuna's own.
 
 * Study user attributes: ``space``, ``space_fingerprint``, ``space_resolution``, ``budget``,
   ``dataset``, ``train_resolution``, ``classes``, ``fidelity``, ``schedule``, ``early_stopping``,
@@ -73,7 +80,7 @@ RETRY = frozenset({ORPHANED, INTERRUPTED})
 ATTR_KEYS = (
     "outcome", "arch", "arch_hash", "config",
     "flops", "n_params", "activations", "train_flops", "train_n_params", "train_activations",
-    "accuracy", "best_accuracy", "epochs", "curve", "wall_time_s", "images_per_s",
+    "accuracy", "best_accuracy", "val_images", "epochs", "curve", "wall_time_s", "images_per_s",
     "device", "host", "node", "worker_pid", "latency_ms", "peak_memory_mb",
     "reason", "duplicate_of", "retry_of", "restarts",
 )
@@ -151,7 +158,7 @@ class StudySettings:
                        train_resolution=int(attrs["train_resolution"]), classes=int(attrs["classes"]),
                        train_images=fid["train_images"], val_images=fid["val_images"], epochs=int(fid["epochs"]),
                        batch_size=int(fid["batch_size"]), schedule=dict(attrs["schedule"]),
-                       objectives=tuple(attrs["objectives"]), early_stopping=attrs["early_stopping"],
+                       objectives=tuple(attrs["objectives"]), early_stopping=_early_stopping(attrs["early_stopping"]),
                        nas_version=attrs["nas_version"], created=attrs["created"])
         except (KeyError, TypeError, ValueError):
             return None
@@ -182,6 +189,16 @@ class StudySettings:
             if text not in out:
                 out.append(text)
         return out
+
+
+def _early_stopping(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A study made before rungs were gated by evidence (no ``gate_curves``) resumes with the default
+    gate: the gate only keeps a rung from stopping on noise."""
+    if stored is None or "gate_curves" in stored:
+        return stored
+    from nas.stopping import GATE_MIN_CURVES
+
+    return {**stored, "gate_curves": GATE_MIN_CURVES}
 
 
 def _norm(v: Any) -> Any:
@@ -239,6 +256,12 @@ class TrialRecord:
     def accuracy(self) -> float | None:
         return self.attrs.get("accuracy")
 
+    @property
+    def accuracy_se(self) -> float | None:
+        """The standard error of the accuracy from the validation size (``val_images``, recorded by
+        the worker): ``sqrt(p (1 - p) / n)``; None when either is unknown."""
+        return standard_error(self.accuracy, self.attrs.get("val_images"))
+
     def objective(self, name: str) -> float | None:
         """An objective's value: from ``values`` for complete trials, else from the attributes
         (a pruned or infeasible trial keeps what is known of it there)."""
@@ -267,6 +290,31 @@ class TrialRecord:
                                if trial.datetime_complete else None),
             driver=trial.system_attrs.get(DRIVER_ATTR),
         )
+
+
+#: Two accuracies are "within noise" of each other when they differ by less than this many standard
+#: errors of their difference (a two-sided 95 % test of equal accuracy).
+NOISE_Z = 1.96
+
+
+def standard_error(accuracy: float | None, n: int | None) -> float | None:
+    """Standard error of an accuracy measured on ``n`` images (binomial): 1.6 points at 0.5 and n = 1,000."""
+    if accuracy is None or not n or not 0 <= accuracy <= 1:
+        return None
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def within_noise(a: TrialRecord, b: TrialRecord) -> bool:
+    """Whether two trials' accuracies are indistinguishable at their validation sizes."""
+    sa, sb = a.accuracy_se, b.accuracy_se
+    if sa is None or sb is None or a.accuracy is None or b.accuracy is None:
+        return False
+    return abs(a.accuracy - b.accuracy) < NOISE_Z * math.sqrt(sa * sa + sb * sb)
+
+
+def noise_neighbours(members: Sequence[TrialRecord]) -> dict[int, list[int]]:
+    """For each trial, the other trials whose accuracy is within noise of its own."""
+    return {a.number: [b.number for b in members if b is not a and within_noise(a, b)] for a in members}
 
 
 def read_trials(study: Any) -> list[TrialRecord]:

@@ -38,6 +38,7 @@ from ray.tune.search import Searcher
 
 from nas.deferred_storage import DeferredStorage, Guard, Refused
 from nas.fault_points import point
+from nas.optuna_internals import cached_frozen_trial, clear_trials_cache
 from nas.pareto import dominates, to_minimisation
 from nas.records import (
     COMPLETE,
@@ -340,7 +341,7 @@ class StudySearcher(Searcher):
         # What ask does first: the sampler reads the study afresh for every proposal. Trained trials
         # are finished by DeferredStorage.update, not Study.tell, so without this the sampler would
         # learn only when an infeasible or duplicate proposal happened to be told.
-        self.study._thread_local.cached_all_trials = None
+        clear_trials_cache(self.study)
         if self._waiting:
             # The claim is guarded like a fresh trial's start (:meth:`_claim`), by the architecture the
             # retry was queued with: one training elsewhere stays queued, and a study at its total
@@ -495,7 +496,7 @@ class StudySearcher(Searcher):
         """``trial.set_user_attr`` for each of ``attrs``, without its deep copy of every value: these
         values are made here per proposal and never changed after."""
         self.storage.set_user_attrs(trial._trial_id, attrs)
-        trial._cached_frozen_trial.user_attrs.update(attrs)
+        cached_frozen_trial(trial).user_attrs.update(attrs)
 
     def _record_duplicate(self, trial: optuna.Trial, arch: dict[str, Any], original: TrialRecord) -> None:
         """The original's result and state under this proposal's own parameters; the rest (its curve,
@@ -612,7 +613,7 @@ def _where(result: dict[str, Any] | None) -> dict[str, Any]:
 
 def _final_attrs(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("best_accuracy", "wall_time_s", "images_per_s", "device", "peak_memory_mb", "train_flops",
-            "train_n_params", "train_activations", "host", "node", "worker_pid")
+            "train_n_params", "train_activations", "host", "node", "worker_pid", "val_images")
     attrs = {k: result.get(k) for k in keys if result.get(k) is not None}
     curve = [{k: c.get(k) for k in ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")}
              for c in result.get("curve") or []]

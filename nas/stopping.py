@@ -56,6 +56,19 @@ state keeps the order, so a rule rebuilt from it also repeats every earlier deci
 
 Exact rung epochs only: a report at epoch 4 does not stand in for a missed rung at 3 (the
 trainable reports every epoch; a skipped rung is a bug to see, not to paper over).
+
+Rungs that know when they are noise
+-----------------------------------
+A rung's ranking is only worth acting on if accuracy at that epoch ranks candidates the way the
+final accuracy does, and early epochs often do not (on BENCHMARKS.md's recorded curves, Kendall tau
+between epoch 1 of 9 and epoch 9 is 0.03). With a :class:`RungGate`, a rung stops nothing until the
+study's own completed curves show that it ranks like the end: at least :data:`GATE_MIN_CURVES`
+curves trained to the full schedule, and Kendall tau between the accuracy at the rung and the final
+accuracy of at least :data:`GATE_MIN_TAU`. Until then the rung is *waiting*: every trial reaching it
+continues (its vector is still recorded, so the rung is full when it opens). Once open, a rung stays
+open for the rest of the run (the trials it stops no longer complete, so later curves are a
+selected sample that would understate tau); a resumed search measures the gate again from every
+completed curve in the study.
 """
 
 from __future__ import annotations
@@ -67,7 +80,7 @@ from typing import Any, Literal
 from nas.pareto import Vector, crowding_distance, dominates, iter_fronts, to_minimisation
 from nas.search_spaces.errors import UserError
 
-__all__ = ["CONTINUE", "STOP", "MOASHA", "keep_count", "rung_epochs"]
+__all__ = ["CONTINUE", "STOP", "MOASHA", "RungEvidence", "RungGate", "keep_count", "rung_epochs"]
 
 CONTINUE: Literal["continue"] = "continue"
 STOP: Literal["stop"] = "stop"
@@ -98,6 +111,88 @@ def _check_int(name: str, value: Any, least: int) -> int:
     return value
 
 
+#: A rung opens once this many curves trained to the full schedule show it ranks like the end...
+GATE_MIN_CURVES = 10
+#: ...with Kendall tau between the accuracy at the rung and the final accuracy at least this. At 10
+#: curves tau's standard error under no association is 0.25, so 0.6 is 2.4 of them (p about 0.01
+#: one-sided): strict, because the gate is tested again after every curve. Chosen on the replay of
+#: the recorded curves (BENCHMARKS.md, "Early stopping"): of (8, 0.5), (10, 0.5), (12, 0.5), (8, 0.6)
+#: and (10, 0.6), only (10, 0.6) never opened epoch 2 of 9 (tau 0.22 there) in 20 trial orders, and it
+#: kept 100.0 % of the pool's hypervolume with rungs at 2 and 6 (99.2 % with rungs at 1 and 3).
+GATE_MIN_TAU = 0.6
+
+
+class RungEvidence:
+    """What the completed curves say of one rung: ``n`` curves, ``tau`` (None below 3), open or waiting."""
+
+    def __init__(self, rung: int, n: int, tau: float | None, open_: bool, min_curves: int, min_tau: float) -> None:
+        self.rung, self.n, self.tau, self.open = rung, n, tau, open_
+        self.min_curves, self.min_tau = min_curves, min_tau
+
+    def describe(self) -> str:
+        tau = "-" if self.tau is None else f"{self.tau:.2f}"
+        if self.open:
+            return f"epoch {self.rung} active (tau {tau} over {self.n})"
+        why = (f"{self.n} of {self.min_curves} completed curves" if self.n < self.min_curves
+               else f"tau {tau} over {self.n} < {self.min_tau:g}")
+        return f"epoch {self.rung} waiting ({why})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rung": self.rung, "n": self.n, "tau": self.tau, "active": self.open}
+
+
+class RungGate:
+    """Which rungs may stop trials, from the rank agreement of completed curves (see the module doc).
+
+    :param rungs: the rule's rung epochs. :param max_epochs: the full schedule.
+    """
+
+    def __init__(self, rungs: Sequence[int], max_epochs: int, min_curves: int = GATE_MIN_CURVES,
+                 min_tau: float = GATE_MIN_TAU) -> None:
+        self.rungs, self.max_epochs = list(rungs), int(max_epochs)
+        self.min_curves, self.min_tau = int(min_curves), float(min_tau)
+        self._curves: dict[Hashable, dict[int, float]] = {}
+        self._open: set[int] = set()
+        self._cache: dict[int, RungEvidence] = {}
+
+    def add_curve(self, key: Hashable, curve: Mapping[int, float | None]) -> None:
+        """A trial's per-epoch accuracy; kept only when it reached the full schedule with finite values."""
+        clean = {int(e): float(a) for e, a in curve.items() if a is not None and math.isfinite(float(a))}
+        if self.max_epochs in clean and key not in self._curves:
+            self._curves[key] = clean
+            self._cache.clear()
+
+    def evidence(self, rung: int) -> RungEvidence:
+        cached = self._cache.get(rung)
+        if cached is not None:
+            return cached
+        pairs = [(c[rung], c[self.max_epochs]) for c in self._curves.values() if rung in c]
+        tau = _kendall_tau([a for a, _ in pairs], [b for _, b in pairs]) if len(pairs) >= 3 else None
+        if rung not in self._open and len(pairs) >= self.min_curves and tau is not None and tau >= self.min_tau:
+            self._open.add(rung)  # stays open (see the module doc)
+        ev = RungEvidence(rung, len(pairs), tau, rung in self._open, self.min_curves, self.min_tau)
+        self._cache[rung] = ev
+        return ev
+
+    def is_open(self, rung: int) -> bool:
+        return self.evidence(rung).open
+
+    def describe(self) -> str:
+        return ", ".join(self.evidence(r).describe() for r in self.rungs)
+
+
+def _kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b, 0 where either side is constant (no ranking to agree with)."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant input warns and answers NaN
+        tau = stats.kendalltau(x, y).statistic
+    return 0.0 if tau is None or math.isnan(tau) else float(tau)
+
+
 class MOASHA:
     """The MO-ASHA stopping rule over ``objectives`` (see the module doc for the rule itself).
 
@@ -106,13 +201,15 @@ class MOASHA:
     :param max_epochs: the trials' full schedule; rungs lie strictly below it.
     :param grace: the first rung (epochs), at least 1.
     :param eta: the reduction factor, an integer of at least 2: the top 1/eta of a rung continues.
+    :param gate_curves: above 0, a rung stops nothing until that many completed curves show it ranks
+        like the end (:class:`RungGate`; feed them with ``rule.gate.add_curve``); 0, the plain rule.
 
     Trial keys are any hashable values (a Tune trial id, an Optuna trial number); vectors are
     sequences in ``objectives`` order or mappings from objective name to value.
     """
 
     def __init__(self, objectives: Sequence[str], maximise: Sequence[bool], max_epochs: int,
-                 grace: int = 1, eta: int = 3) -> None:
+                 grace: int = 1, eta: int = 3, gate_curves: int = 0) -> None:
         objectives = tuple(str(o) for o in objectives)
         maximise = tuple(bool(m) for m in maximise)
         if not objectives:
@@ -137,6 +234,8 @@ class MOASHA:
         self._points: dict[int, list[Vector]] = {r: [] for r in self.rungs}
         self._index: dict[int, dict[Hashable, int]] = {r: {} for r in self.rungs}
         self._decisions: dict[int, dict[Hashable, Decision]] = {r: {} for r in self.rungs}
+        self.gate: RungGate | None = (RungGate(self.rungs, self.max_epochs, min_curves=gate_curves)
+                                      if gate_curves > 0 else None)
 
     # ---- the rule ---------------------------------------------------------------------------
 
@@ -155,6 +254,9 @@ class MOASHA:
         if epoch not in self._index:
             return CONTINUE
         self._add(trial_key, epoch, vector)
+        if self.gate is not None and not self.gate.is_open(epoch):
+            # A waiting rung promotes everyone; the first decision of a (trial, rung) stands.
+            self._decisions[epoch].setdefault(trial_key, CONTINUE)
         return self.decision_at(trial_key, epoch)  # type: ignore[return-value]
 
     def record(self, trial_key: Hashable, epoch: int, vector: Sequence[float] | Mapping[str, float]) -> None:
@@ -256,6 +358,7 @@ class MOASHA:
             "version": STATE_VERSION,
             "objectives": list(self.objectives), "maximise": list(self.maximise),
             "max_epochs": self.max_epochs, "grace": self.grace, "eta": self.eta,
+            "gate_curves": self.gate.min_curves if self.gate else 0,
             "rungs": {str(r): [[k, list(v)] for k, v in zip(self._keys[r], self._given[r])] for r in self.rungs},
         }
 
@@ -265,7 +368,8 @@ class MOASHA:
         answers every later result as the original would have."""
         if state.get("version") != STATE_VERSION:
             raise UserError(f"early stopping state has version {state.get('version')!r}, expected {STATE_VERSION}")
-        rule = cls(state["objectives"], state["maximise"], state["max_epochs"], state["grace"], state["eta"])
+        rule = cls(state["objectives"], state["maximise"], state["max_epochs"], state["grace"], state["eta"],
+                   gate_curves=int(state.get("gate_curves", 0)))
         for rung, records in state["rungs"].items():
             for key, vector in records:
                 rule.record(_hashable(key), int(rung), vector)

@@ -11,7 +11,8 @@ multi-objective rule and turns its answer into ``CONTINUE``/``STOP``. What it re
   config) and reports from epoch 1 again: the rule answers each repeated rung with its first
   decision, so nothing needs undoing here.
 * Tune checks ``scheduler.metric`` against every result: it stays None (the objectives are the
-  rule's business; failure results without an accuracy must not raise).
+  rule's business; failure results without an accuracy must not raise), through Tune's private
+  ``_metric`` (:func:`nas.ray_internals.unset_metric`).
 * The Tuner pickles its ``TuneConfig``, this scheduler included, with cloudpickle when it is
   constructed: the ``on_stop`` hook is left out of that copy (it may hold a study or a lock); the
   key function must pickle (a lambda does; :class:`ConfigKey` does).
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from nas.ray_internals import unset_metric
 from nas.stopping import MOASHA, STOP
 
 if TYPE_CHECKING:
@@ -79,7 +81,7 @@ class MOASHAScheduler(FIFOScheduler):
                  preload: Iterable[tuple[Hashable, int, Sequence[float] | Mapping[str, float]]] = (),
                  epoch_attr: str = "epoch", final_attr: str = "final") -> None:
         super().__init__()
-        self._metric = None
+        unset_metric(self)
         self.rule = rule
         self._key = key or _trial_id
         self._on_stop = on_stop
@@ -103,6 +105,10 @@ class MOASHAScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         if result.get(self._final_attr):
+            if self.rule.gate is not None and result.get("status") == "ok":
+                # A curve trained to the end: evidence of how well each rung ranks (nas.stopping.RungGate).
+                self.rule.gate.add_curve(self._key(trial), {c["epoch"]: c.get("accuracy")
+                                                            for c in result.get("curve") or () if c.get("epoch")})
             return TrialScheduler.CONTINUE
         epoch = result.get(self._epoch_attr)
         missing = [o for o in self.rule.objectives if result.get(o) is None]

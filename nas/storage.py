@@ -327,14 +327,16 @@ def clock(storage: Any) -> float:
     server's (drivers on several machines write and judge heartbeats by it, so a machine whose clock
     is off by a minute neither looks dead nor keeps a dead driver alive); this machine's for a file
     (SQLite, journal), whose drivers share a machine."""
-    from optuna.storages import RDBStorage
+    from nas.optuna_internals import rdb_of
 
     rdb, inner = None, storage
-    for _ in range(4):  # Retrying / DeferredStorage / Optuna's read cache around the RDBStorage
-        if isinstance(inner, RDBStorage):
-            rdb = inner
+    # nas's own wrappers (DeferredStorage's _rdb and backend, Retrying's _storage) around the storage;
+    # rdb_of sees through Optuna's read cache around an RDBStorage
+    for _ in range(4):
+        rdb = None if inner is None else rdb_of(inner)
+        if rdb is not None:
             break
-        inner = next((x for x in (getattr(inner, a, None) for a in ("_rdb", "_backend", "backend", "_storage"))
+        inner = next((x for x in (getattr(inner, a, None) for a in ("_rdb", "backend", "_storage"))
                       if x is not None), None)
     if rdb is None or rdb.engine.dialect.name not in _SERVER_NOW:
         return time.time()

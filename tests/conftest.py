@@ -70,3 +70,25 @@ def fresh_postgres_url(postgres_url):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+#: Fixtures that start a Ray cluster, a search process or a browser: a test using one is slow.
+SLOW_FIXTURES = frozenset({"ray_cluster", "search_process", "browser"})
+#: Modules that train, kill or start processes throughout (fault injection, reapers, clusters).
+SLOW_MODULES = frozenset({"test_faults.py", "test_multi_driver.py", "test_reaper.py", "test_cluster.py",
+                          "test_workers_learnability.py", "test_early_stopping_replay.py",
+                          "test_infeasible_learning.py", "test_cli_dashboard.py"})
+#: Single tests that train or sample for more than about ten seconds on 2 busy cores.
+SLOW_TESTS = frozenset({"test_channels_last_on_cpu_trains_like_contiguous",
+                        "test_train_writes_weights_metrics_and_config",
+                        "test_sampling_stops_when_the_space_is_exhausted",
+                        "test_run_trial_returns_json_ready_metrics_and_complexity"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (``python -m pytest -m "not slow"``, minutes on 2 cores) leaves out every test
+    that needs a cluster, a browser or real training; CI runs everything."""
+    for item in items:
+        if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES
+                or item.name.split("[")[0] in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)

@@ -1,7 +1,8 @@
 """How one candidate is trained and measured: datasets, the training engine, latency.
 
-This part imports only torch, torchvision, numpy and ``nas.search_spaces``; it never touches
-study storage -- it returns JSON-serialisable results to whoever drives it.
+This part imports torch, torchvision, numpy and ``nas.search_spaces``, and Ray only in
+``tune_trainable`` (the function a Ray Tune trial runs); it never touches study storage -- it
+returns JSON-serialisable results to whoever drives it.
 """
 
 from nas.workers.datasets import DATASET_NAMES, SHAPES_CLASSES, DatasetSplits, cache_dir, load_dataset

@@ -88,7 +88,7 @@ def run_trial(spec: TrialSpec | dict[str, Any],
         return {"status": "error", "reason": str(exc), "worker_pid": os.getpid()}
     out = result.to_dict()
     out.update(arch_hash=config.arch_hash(), complexity=complexity(config).to_dict(), worker_pid=os.getpid(),
-               dataset=data.name)
+               dataset=data.name, val_images=int(data.val_y.shape[0]))
     if latency is not None:
         out["latency"] = latency
     if spec.weights_path and result.status in ("ok", "stopped"):

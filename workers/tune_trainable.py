@@ -122,5 +122,5 @@ def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "wall_time_s": out.get("wall_time_s"), "images_per_s": out.get("images_per_s"),
         "device": out.get("device"), "peak_memory_mb": round(peak / 2**20, 1) if peak else None,
         "train_flops": cx.get("flops"), "train_n_params": cx.get("params"), "train_activations": cx.get("activations"),
-        "arch_hash": out.get("arch_hash"),
+        "arch_hash": out.get("arch_hash"), "val_images": out.get("val_images"),
     }

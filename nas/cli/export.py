@@ -34,8 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from nas.cli.studies import load
-    from nas.export import check_writable, exported_config, pick_trial, provenance, weights_bytes, write_export
-    from nas.records import read_settings, read_trials
+    from nas.export import (
+        check_writable,
+        exported_config,
+        pick_trial,
+        provenance,
+        weights_bytes,
+        within_noise_of,
+        write_export,
+    )
+    from nas.fidelity import reference_accuracies
+    from nas.records import NOISE_Z, read_settings, read_trials
     from nas.search_spaces.complexity_model import complexity, format_flops
     from nas.search_spaces.timm_equivalent import timm_equivalent
     from nas.storage import parse_storage
@@ -46,7 +55,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = check_writable(args.output, "--output")
     weights_out = check_writable(args.weights, "--weights") if args.weights else None
     onnx_out = check_writable(args.onnx, "--onnx") if args.onnx else None
-    study, _ = load(args)
+    study, study_storage = load(args)
     settings = read_settings(study)
     if settings is None:
         raise UserError(f"study {study.study_name!r} was not made by 'nas search'")
@@ -54,7 +63,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     record = pick_trial(records, settings, args.trial, args.by)
     requested = next((r for r in records if r.number == args.trial), None)
     storage = parse_storage(args.storage)
-    config = exported_config(record, provenance(study.study_name, storage.display(), record, settings, requested))
+    prov = provenance(study.study_name, storage.display(), record, settings, requested)
+    checked = reference_accuracies(study_storage, study.study_name, record.get("arch_hash"))
+    if checked:  # nas fidelity retrained it: what a higher fidelity (or another seed) measured
+        prov["reference_accuracy"] = checked
+    config = exported_config(record, prov)
     weights = weights_bytes(record, artifacts_dir(storage, args.artifacts)) if weights_out else None
     write_export(config, out, weights, weights_out, onnx_out, settings.classes)
 
@@ -64,6 +77,12 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(as recorded); accuracy {record.accuracy:.4f} on {settings.dataset}")
     wrote = [str(out)] + [str(p) for p in (weights_out, onnx_out) if p is not None]
     print(f"  wrote {', '.join(wrote)}")
+    if args.best:
+        close = within_noise_of(record, records, settings.objectives)
+        if close:
+            print(f"note: the choice is within noise of {', '.join(close)} on the front (accuracy differences "
+                  f"under {NOISE_Z} standard errors): the study cannot tell them apart by accuracy",
+                  file=sys.stderr)
     equivalent = timm_equivalent(config)
     if isinstance(equivalent, str):
         print(f"timm: no equivalent timm ResNet ({equivalent})", file=sys.stderr)

@@ -128,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from nas.progress import front_header, front_rows
-    from nas.records import front, read_settings, read_trials
+    from nas.records import front, noise_neighbours, read_settings, read_trials
     from nas.text_table import render_table
 
     study, _ = load(args)
@@ -137,8 +137,11 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         raise UserError(f"study {study.study_name!r} was not made by 'nas search'")
     members = front(read_trials(study), settings.objectives)
     if args.json:
+        noise = noise_neighbours(members)
         print(json.dumps({"study": study.study_name, "objectives": list(settings.objectives), "front": [
-            {"trial": r.number, "values": dict(zip(settings.objectives, r.values or ())), "arch": r.get("arch"),
+            {"trial": r.number, "values": dict(zip(settings.objectives, r.values or ())),
+             "accuracy_se": r.accuracy_se, "val_images": r.get("val_images"),
+             "within_noise_of": noise[r.number], "arch": r.get("arch"),
              "arch_hash": r.get("arch_hash"), "n_params": r.get("n_params"), "flops": r.get("flops"),
              "train_flops": r.get("train_flops"), "params": r.params, "config": r.get("config")}
             for r in members]}, indent=2))

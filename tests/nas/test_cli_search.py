@@ -39,6 +39,8 @@ def _free_port():
     (["--space", "resnest", "--budget", "4G", "--trial-timeout", "-5"], "--trial-timeout must be a positive"),
     (["--space", "resnest", "--budget", "4G", "--storage", "postgresql://u@host:notaport/db"], "cannot read storage"),
     (["--space", "resnest", "--budget", "4G", "--trial-resources", "fast=x"], "--trial-resources: cannot read"),
+    (["--space", "resnest", "--budget", "4G", "--study", ""], "--study is empty"),
+    (["--space", "resnest", "--budget", "4G", "--study", "  "], "--study is empty"),
 ])
 def test_mistakes_are_one_line_and_write_nothing(cli, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
@@ -78,8 +80,26 @@ def test_help_lists_every_option(cli):
                    "--train-images", "--val-images", "--batch-size", "--sampler", "--objectives",
                    "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--seed", "--device",
                    "--resolution", "--lr", "--no-early-stopping", "--grace", "--eta", "--trial-timeout",
-                   "--trial-resources", "--artifacts"):
+                   "--trial-resources", "--artifacts", "--train-seed"):
         assert option in out
+
+
+def test_every_option_reaches_search_options():
+    """An option whose argparse name is not a SearchOptions field would be lost between the command
+    line and the search: each one must arrive, with the value typed."""
+    import argparse
+
+    from nas.cli import build_parser
+    from nas.driver import SearchOptions
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["search"]
+    dests = {a.dest for a in sub._actions if a.dest != "help"}
+    assert dests <= set(SearchOptions.__dataclass_fields__), dests - set(SearchOptions.__dataclass_fields__)
+    args = parser.parse_args(["search", "--space", "resnest", "--budget", "4G", "--train-seed", "7", "--lr", "0.5",
+                              "--no-early-stopping", "--study", "s"])
+    opts = SearchOptions(**{k: v for k, v in vars(args).items() if k not in ("func", "command")})
+    assert (opts.train_seed, opts.lr, opts.early_stopping, opts.study) == (7, 0.5, False, "s")
 
 
 def test_early_stopping_with_one_epoch_says_so_once_and_goes_on(cli, tmp_path, ray_cluster):

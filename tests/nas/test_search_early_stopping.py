@@ -15,7 +15,7 @@ TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
 # rule's decisions can be replayed from the study alone.
 ARGS = ["--space", TINY, "--budget", "5M", "--trials", "5", "--sampler", "random", "--seed", "2",
         "--train-images", "256", "--val-images", "128", "--epochs", "3", "--batch-size", "32",
-        "--max-concurrent", "1", "--grace", "1", "--eta", "2"]
+        "--max-concurrent", "1", "--grace", "1", "--eta", "2", "--rung-evidence", "0"]  # the plain rule
 
 
 def _replay(study):

@@ -230,4 +230,63 @@ def test_first_rung_defaults_to_a_quarter_of_the_schedule(epochs, grace, rungs):
     if rungs is None:
         assert es is None and "no effect" in notes[0]
     else:
-        assert es == {"grace": grace, "eta": 3} and rung_epochs(es["grace"], es["eta"], epochs) == rungs
+        assert es == {"grace": grace, "eta": 3, "gate_curves": 10}
+        assert rung_epochs(es["grace"], es["eta"], epochs) == rungs
+
+
+# ---- rungs gated by evidence ---------------------------------------------------------------------
+
+
+def _gated(min_curves=10):
+    return MOASHA(("accuracy", "flops"), (True, False), max_epochs=3, grace=1, eta=2, gate_curves=min_curves)
+
+
+def _curves(rng, n, agree):
+    """n curves over 3 epochs: epoch 1 ranks like epoch 3 (``agree``) or is independent noise."""
+    out = []
+    for _ in range(n):
+        final = rng.random()
+        first = final * 0.5 + 0.01 * rng.random() if agree else rng.random()
+        out.append({1: first, 2: (first + final) / 2, 3: final})
+    return out
+
+
+def test_a_rung_whose_early_accuracy_is_noise_never_stops_anything():
+    rng = random.Random(0)
+    rule = _gated()
+    for k, curve in enumerate(_curves(rng, 40, agree=False)):
+        # every trial reaches the rung, ranked: the worst of them would be stopped by the plain rule
+        assert rule.on_result(k, 1, {"accuracy": curve[1], "flops": 1.0}) == CONTINUE
+        rule.gate.add_curve(k, curve)
+    ev = rule.gate.evidence(1)
+    assert not ev.open and ev.n == 40 and abs(ev.tau) < 0.3
+    assert ev.describe().startswith("epoch 1 waiting (tau ") and "< 0.6" in ev.describe()
+
+
+def test_a_rung_opens_once_enough_curves_agree_and_then_stops():
+    rng = random.Random(1)
+    rule = _gated()
+    curves = _curves(rng, 30, agree=True)
+    for k in range(9):
+        assert rule.on_result(k, 1, {"accuracy": curves[k][1], "flops": 1.0}) == CONTINUE
+        rule.gate.add_curve(k, curves[k])
+    ev = rule.gate.evidence(1)
+    assert not ev.open and ev.describe() == "epoch 1 waiting (9 of 10 completed curves)"
+    rule.gate.add_curve(9, curves[9])
+    assert rule.gate.is_open(1) and rule.gate.evidence(1).describe().startswith("epoch 1 active (tau ")
+    # Open: a trial worse than everything recorded at the rung is stopped; the earlier decisions stand.
+    assert rule.on_result("worst", 1, {"accuracy": -1.0, "flops": 2.0}) == STOP
+    assert all(rule.decision_at(k, 1) == CONTINUE for k in range(9))
+
+
+def test_a_curve_that_did_not_reach_the_end_is_no_evidence():
+    rule = _gated(min_curves=3)
+    rule.gate.add_curve("stopped", {1: 0.2, 2: 0.3})
+    rule.gate.add_curve("nan", {1: 0.2, 2: 0.3, 3: float("nan")})
+    assert rule.gate.evidence(1).n == 0
+
+
+def test_the_gate_survives_the_state_round_trip():
+    rule = _gated(min_curves=7)
+    assert MOASHA.from_state(rule.state()).gate.min_curves == 7
+    assert MOASHA.from_state({**_gated(0).state()}).gate is None

@@ -1,0 +1,41 @@
+"""Accuracy carries its standard error (from the validation size), and front members that the study
+cannot tell apart by accuracy are marked as such: in the front table, ``nas pareto --json`` and export."""
+
+import math
+
+import pytest
+
+from nas.progress import front_header, front_rows
+from nas.records import TrialRecord, noise_neighbours, standard_error, within_noise
+
+
+def _rec(number, acc, flops, n=1000):
+    return TrialRecord(number=number, state="COMPLETE", outcome="complete", values=(acc, flops), params={},
+                       feasible=True, attrs={"accuracy": acc, "flops": flops, "val_images": n, "arch": f"a{number}"})
+
+
+def test_standard_error_is_binomial():
+    assert standard_error(0.5, 1000) == pytest.approx(math.sqrt(0.25 / 1000))  # 1.6 points
+    assert standard_error(0.5, 1000) == pytest.approx(0.0158, abs=1e-4)
+    assert standard_error(0.9, 100) == pytest.approx(0.03)
+    assert standard_error(None, 1000) is None and standard_error(0.5, None) is None and standard_error(0.5, 0) is None
+
+
+def test_within_noise_depends_on_the_validation_size():
+    # 0.546 vs 0.526: 2 points apart; at 1,000 images each the difference's SE is 2.2 points -> noise
+    assert within_noise(_rec(0, 0.546, 1), _rec(1, 0.526, 1))
+    # the same gap measured on 20,000 images each is real
+    assert not within_noise(_rec(0, 0.546, 1, n=20000), _rec(1, 0.526, 1, n=20000))
+    # unknown validation size: nothing is claimed
+    unknown = _rec(2, 0.53, 1, n=None)
+    assert not within_noise(_rec(0, 0.546, 1), unknown)
+
+
+def test_front_table_marks_members_within_noise():
+    front = [_rec(0, 0.546, 3e9), _rec(3, 0.536, 2e9), _rec(17, 0.40, 1e9)]
+    assert noise_neighbours(front) == {0: [3], 3: [0], 17: []}
+    header = front_header(("accuracy", "flops"), 224)
+    rows = front_rows(front, ("accuracy", "flops"))
+    col = header.index("within noise of")
+    assert header[1] == "accuracy ±se" and [r[col] for r in rows] == ["3", "0", "-"]
+    assert rows[0][1] == "0.546 ±0.016"
