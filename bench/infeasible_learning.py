@@ -54,7 +54,7 @@ def run(space_name: str, budget_text: str, sampler: str, seed: int, proposals: i
     driver = Driver(storage, study._study_id)
     kinds: list[str] = []
     searcher = StudySearcher(study, storage, space, settings, 10**9, driver.id, {},
-                             on_event=lambda e: kinds.append(e["kind"]) if e["kind"] in PROPOSAL_KINDS else None)
+                             on_event=lambda e: kinds.append(e.kind) if e.kind in PROPOSAL_KINDS else None)
     rng = random.Random(seed)
     i = 0
     while len(kinds) < proposals:

@@ -139,7 +139,7 @@ def proposal_costs(kind: str, n: int) -> dict[str, float]:
             sampler_time += time.perf_counter() - t0
 
     sampler.sample_independent = timed
-    searcher.on_event = lambda e: stamps.append(time.perf_counter()) if e["kind"] == kind else None
+    searcher.on_event = lambda e: stamps.append(time.perf_counter()) if e.kind == kind else None
     searcher.target = searcher.trained  # nothing may train: every proposal is recorded and skipped
     start = time.perf_counter()
     while len(stamps) < n:

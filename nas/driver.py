@@ -369,25 +369,43 @@ def rungs(settings: StudySettings) -> list[int]:
     return rung_epochs(es["grace"], es["eta"], settings.epochs) if es else []
 
 
+def make_rule(settings: StudySettings, records: list[Any]) -> Any:
+    """The study's MO-ASHA rule, its rung gate fed with every curve trained to the end; None when
+    early stopping is off."""
+    if not settings.early_stopping:
+        return None
+    from nas.stopping import MOASHA
+
+    es = settings.early_stopping
+    rule = MOASHA(settings.objectives, [OBJECTIVES[o][0] for o in settings.objectives], settings.epochs,
+                  grace=es["grace"], eta=es["eta"], gate_curves=es.get("gate_curves", 0))
+    if rule.gate is not None:
+        for r in records:
+            if r.outcome == "complete":
+                rule.gate.add_curve(r.number, {p["epoch"]: p.get("accuracy") for p in r.curve if p.get("epoch")})
+    return rule
+
+
+def rung_gate(settings: StudySettings, records: list[Any]) -> Any:
+    """Which rungs of a study may stop trials, as a resumed search would see them (``nas status``)."""
+    rule = make_rule(settings, records)
+    return None if rule is None else rule.gate
+
+
 def make_scheduler(settings: StudySettings, records: list[Any]) -> Any:
     """The MO-ASHA Tune scheduler for a study, its rungs rebuilt from every trained trial's curve
     (a resumed search then stops exactly as an uninterrupted one would: orphaned and interrupted
     trials are left out, their retries record the same architectures again)."""
-    if not settings.early_stopping:
+    rule = make_rule(settings, records)
+    if rule is None:
         return None
-    from nas.stopping import MOASHA
     from nas.stopping_tune import ConfigKey, MOASHAScheduler
 
     objectives = settings.objectives
-    rule = MOASHA(objectives, [OBJECTIVES[o][0] for o in objectives], settings.epochs,
-                  grace=settings.early_stopping["grace"], eta=settings.early_stopping["eta"],
-                  gate_curves=settings.early_stopping.get("gate_curves", 0))
     preload = []
     for r in records:
         if not r.trained or r.outcome == "duplicate":
             continue
-        if rule.gate is not None and r.outcome == "complete":
-            rule.gate.add_curve(r.number, {p["epoch"]: p.get("accuracy") for p in r.curve if p.get("epoch")})
         for point in r.curve:
             vector = {"accuracy": point.get("accuracy"), "flops": r.get("flops"), "params": r.get("n_params"),
                       "latency": r.get("latency_ms")}
@@ -452,7 +470,7 @@ def run_search(opts: SearchOptions, out: TextIO | None = None,
     from nas.study import Driver, enqueue_architectures, open_search_study
     from nas.text_table import render_table
     from nas.weights import WeightsKeeper, artifacts_dir
-    from nas.workers.trial import TrialSpec
+    from nas.workers.contract import TrialSpec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

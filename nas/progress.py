@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from nas.records import (
@@ -29,6 +30,76 @@ from nas.records import (
 from nas.records import counts as count_outcomes
 from nas.records import front as pareto_front
 from nas.search_spaces.units import format_flops
+
+# ---- what the searcher tells the progress display ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """A trial was written RUNNING and handed to Ray Tune."""
+
+    number: int
+    arch: str | None
+    flops: float | None
+    kind: str = "started"
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    """A running trial reported an epoch."""
+
+    number: int
+    epoch: int
+    accuracy: float | None
+    kind: str = "epoch"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A trained trial was recorded (complete, pruned or failed)."""
+
+    record: TrialRecord
+    kind: str = "finished"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A proposal recorded without training: ``kind`` is infeasible, invalid or duplicate."""
+
+    kind: str
+    number: int
+    flops: float | None = None
+    duplicate_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """The searcher stopped proposing: every feasible architecture is trained (``architectures``), or
+    the last ``proposals`` were all infeasible or duplicates."""
+
+    architectures: int | None = None
+    proposals: int | None = None
+    kind: str = "exhausted"
+
+
+@dataclass(frozen=True)
+class Orphaned:
+    """A trial a dead driver left running was failed and its architecture queued as ``queued``."""
+
+    number: int
+    queued: int
+    kind: str = ORPHANED
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A running trial was stopped by the user and queued to train again."""
+
+    number: int
+    kind: str = INTERRUPTED
+
+
+Event = Started | EpochDone | Finished | Skipped | Exhausted | Orphaned | Interrupted
 
 _REFRESH_S = 0.5
 _REREAD_S = 2.0
@@ -104,29 +175,27 @@ class Progress:
         self.message: str | None = None
 
     # ---- feeding ------------------------------------------------------------------------------
-    def event(self, ev: dict[str, Any]) -> None:
-        kind = ev["kind"]
-        if kind in (INFEASIBLE, INVALID, DUPLICATE):
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-        elif kind == "finished":
-            record: TrialRecord = ev["record"]
-            if record.get("wall_time_s"):
-                self._durations.append(float(record.get("wall_time_s")))
+    def event(self, ev: Event) -> None:
+        if isinstance(ev, Skipped) and ev.kind in (INFEASIBLE, INVALID, DUPLICATE):
+            self._skipped[ev.kind] = self._skipped.get(ev.kind, 0) + 1
+        elif isinstance(ev, Finished):
+            if ev.record.get("wall_time_s"):
+                self._durations.append(float(ev.record.get("wall_time_s")))
             self._reread(force=True)
             if not self.live:
-                self._line(record)
-        elif kind == "exhausted":
-            self.message = (f"stopped proposing: all {ev['architectures']} architectures of the space within the "
-                            f"budget are trained" if "architectures" in ev else
-                            f"stopped proposing: the last {ev['proposals']} proposals were all infeasible or "
+                self._line(ev.record)
+        elif isinstance(ev, Exhausted):
+            self.message = (f"stopped proposing: all {ev.architectures} architectures of the space within the "
+                            f"budget are trained" if ev.architectures is not None else
+                            f"stopped proposing: the last {ev.proposals} proposals were all infeasible or "
                             f"duplicates (the space may hold no more candidates under this budget)")
             if not self.live:
                 print(self.message, file=self.out, flush=True)
-        elif kind == ORPHANED:
-            self.note(f"trial {ev['number']} was left running by a driver that stopped; its architecture is queued "
-                      f"again as trial {ev['queued']}")
-        elif kind == INTERRUPTED and not self.live:
-            print(f"trial {ev['number']} interrupted; queued to train again", file=self.out, flush=True)
+        elif isinstance(ev, Orphaned):
+            self.note(f"trial {ev.number} was left running by a driver that stopped; its architecture is queued "
+                      f"again as trial {ev.queued}")
+        elif isinstance(ev, Interrupted) and not self.live:
+            print(f"trial {ev.number} interrupted; queued to train again", file=self.out, flush=True)
 
     def note(self, text: str) -> None:
         """A line for the user while the search runs (above the live panel on a terminal)."""

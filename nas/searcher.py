@@ -40,6 +40,7 @@ from nas.deferred_storage import DeferredStorage, Guard, Refused
 from nas.fault_points import point
 from nas.optuna_internals import cached_frozen_trial, clear_trials_cache
 from nas.pareto import dominates, to_minimisation
+from nas.progress import EpochDone, Event, Exhausted, Finished, Interrupted, Orphaned, Skipped, Started
 from nas.records import (
     COMPLETE,
     CONSTRAINT_HIGH,
@@ -51,7 +52,6 @@ from nas.records import (
     INTERRUPTED,
     INVALID,
     OBJECTIVES,
-    ORPHANED,
     PRUNED,
     TRAINED,
     StudySettings,
@@ -64,6 +64,7 @@ from nas.search_spaces.sampler import feasible_architectures
 from nas.search_spaces.space import SearchSpace
 from nas.study import enqueue_retry, recover_orphans
 from nas.weights import WeightsKeeper
+from nas.workers.contract import EpochReport, FinalReport, TrialRequest, is_final
 from nas.workers.faults import planned
 
 #: Stop proposing after this many proposals in a row that were not worth training (a sampler that
@@ -105,7 +106,6 @@ class Held:
     original: int  # trial number of the running original
 
 
-Event = dict[str, Any]
 
 
 class StudySearcher(Searcher):
@@ -187,7 +187,7 @@ class StudySearcher(Searcher):
         Returns ``(orphan, queued)`` trial numbers."""
         recovered = recover_orphans(self.study, self.storage, me=self.driver_id)
         for orphan, queued in recovered:
-            self.on_event({"kind": ORPHANED, "number": orphan, "queued": queued})
+            self.on_event(Orphaned(orphan, queued))
         if recovered:
             self.sync()
         return recovered
@@ -221,13 +221,13 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED
         if self._feasible is not None and self._feasible <= set(self._finished_index) | set(self._running_elsewhere):
             self.exhausted = True
-            self.on_event({"kind": "exhausted", "architectures": len(self._feasible)})
+            self.on_event(Exhausted(architectures=len(self._feasible)))
             return Searcher.FINISHED if not self.held and not self.running else None
         deadline = time.monotonic() + SUGGEST_BUDGET_S
         while time.monotonic() < deadline and self.remaining > 0:
             if self.stall >= STALL_PROPOSALS:
                 self.exhausted = True
-                self.on_event({"kind": "exhausted", "proposals": self.stall})
+                self.on_event(Exhausted(proposals=self.stall))
                 return Searcher.FINISHED if not self.held and not self.running else None
             config = self._propose(trial_id)
             if config is not None:
@@ -236,27 +236,28 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         run = self.running.get(trial_id)
-        if run is None or result.get("final"):
+        if run is None or is_final(result):
             return
-        epoch = int(result.get("epoch") or 0)
+        report = EpochReport.from_result(result)
+        epoch = report.epoch
         if run.curve and epoch <= run.curve[-1]["epoch"]:  # the worker died and Tune restarted the trial
             run.curve = [c for c in run.curve if c["epoch"] < epoch]
             run.restarts += 1
-        point = _curve_point(result)
+        point = report.curve_point()
         run.curve.append(point)
         now = time.monotonic()
         if now - run.written >= self.curve_every_s:
             run.written = now
             self._write(run.trial_id, user_attrs={"curve": run.curve, "accuracy": point["accuracy"],
                                                   "epochs": epoch, "restarts": run.restarts,
-                                                  **_where(result)})
-        self.on_event({"kind": "epoch", "number": run.number, "epoch": epoch, "accuracy": point["accuracy"]})
+                                                  **report.where()})
+        self.on_event(EpochDone(run.number, epoch, point["accuracy"]))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         run = self.running.pop(trial_id, None)
         if run is None:
             return
-        if self.interrupting and not (result or {}).get("final"):
+        if self.interrupting and not is_final(result or {}):
             self._interrupt(run)
             return
         # Restarts: Ray Tune's count of its retries (a worker that died before reporting an epoch leaves
@@ -272,28 +273,29 @@ class StudySearcher(Searcher):
             state, outcome = TrialState.FAIL, FAILED
             attrs["reason"] = self._tune_error(trial_id)
             attrs["curve"] = run.curve
-        elif result.get("final"):
-            attrs.update(_final_attrs(result))
-            if result.get("status") == "ok" and result.get("accuracy") is not None:
+        elif is_final(result):
+            final = FinalReport.from_result(result)
+            attrs.update(final.study_attrs())
+            if final.status == "ok" and final.accuracy is not None:
                 state, outcome = TrialState.COMPLETE, COMPLETE
-                values = self._values(run, result)
+                values = self._values(run, final)
                 if any(math.isnan(v) for v in values):
                     state, outcome, values = TrialState.FAIL, FAILED, None
                     attrs["reason"] = "error: an objective was not measured (latency)"
             else:
                 state, outcome = TrialState.FAIL, FAILED
-                node = str(result.get("node") or "")[:8]
-                where = f" (on node {node} of {result.get('host')})" if result.get("status") == "error" else ""
-                attrs["reason"] = f"{result.get('status')}: {result.get('reason')}{where}"
+                where = f" (on node {str(final.node or '')[:8]} of {final.host})" if final.status == "error" else ""
+                attrs["reason"] = f"{final.status}: {final.reason}{where}"
         else:  # no final report and no error: a scheduler stopped it
             state, outcome = TrialState.PRUNED, PRUNED
-            point = _curve_point(result)
+            last = EpochReport.from_result(result)
+            point = last.curve_point()
             if not run.curve or run.curve[-1]["epoch"] != point["epoch"]:
                 run.curve.append(point)
-            attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **_where(result),
+            attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **last.where(),
                          reason=f"stopped by the scheduler after epoch {point['epoch']}")
-            if result.get("latency") is not None:  # an objective its rung ranked: a resume ranks it again
-                attrs["latency_ms"] = result["latency"]
+            if last.latency is not None:  # an objective its rung ranked: a resume ranks it again
+                attrs["latency_ms"] = last.latency
         attrs["outcome"] = outcome
         system_attrs = self._keep_weights(run, values) if state == TrialState.COMPLETE else {}
         attrs.update(system_attrs.pop("user", {}))
@@ -306,7 +308,7 @@ class StudySearcher(Searcher):
         done.user_attrs.update(attrs)
         record = TrialRecord.from_frozen(done)
         self._finished_index.setdefault(run.arch_hash, record)
-        self.on_event({"kind": "finished", "record": record})
+        self.on_event(Finished(record))
         # Held proposals whose original has a result now are recorded; the others wait for suggest.
         self._resolve_held(promote=False)
 
@@ -325,11 +327,11 @@ class StudySearcher(Searcher):
         detail = next((ln for ln in lines if "Error" in ln or "error" in ln), lines[0] if lines else "")
         return f"failed {failures} time(s), Ray Tune's retries are spent" + (f": {detail[:300]}" if detail else "")
 
-    def _values(self, run: Running, result: dict[str, Any]) -> list[float]:
+    def _values(self, run: Running, result: FinalReport) -> list[float]:
         """The objectives: accuracy and latency as measured; FLOPs and params as the study recorded
         them when the trial was proposed (at the space's resolution)."""
         attrs = run.frozen.user_attrs
-        known = {"accuracy": result.get("accuracy"), "latency": result.get("latency"),
+        known = {"accuracy": result.accuracy, "latency": result.latency,
                  "flops": attrs.get("flops"), "params": attrs.get("n_params")}
         return [math.nan if known[o] is None else float(known[o]) for o in self.settings.objectives]
 
@@ -425,14 +427,13 @@ class StudySearcher(Searcher):
         self.running[tune_id] = run
         self._running_elsewhere[arch_hash] = frozen.number
         self._in_flight += 1
-        self.on_event({"kind": "started", "number": frozen.number, "arch": attrs.get("arch"),
-                       "flops": attrs.get("flops")})
+        self.on_event(Started(frozen.number, attrs.get("arch"), attrs.get("flops")))
         self._dispatched += 1
         point("dispatch")
-        return {"nas": {"trial_number": frozen.number, "spec": {**self.spec, "config": train_config.to_dict()},
-                        "constants": {"flops": float(attrs["flops"]), "params": float(attrs["n_params"])},
-                        "weights_box": self.weights.box_name if self.weights else None,
-                        "fault": planned(self._dispatched), "key": f"{self.driver_id}-{frozen.number}"}}
+        return TrialRequest(trial_number=frozen.number, spec={**self.spec, "config": train_config.to_dict()},
+                            constants={"flops": float(attrs["flops"]), "params": float(attrs["n_params"])},
+                            weights_box=self.weights.box_name if self.weights else None,
+                            fault=planned(self._dispatched), key=f"{self.driver_id}-{frozen.number}").to_config()
 
     def _claim(self, arch_hash: str | None, me: int | None = None) -> Guard:
         """The commit guard: refuse an architecture running or trained in the study (by any driver),
@@ -515,8 +516,7 @@ class StudySearcher(Searcher):
             self.study.tell(trial, values, state=state)
         else:
             self._finish_written(self.storage.get_trial(trial._trial_id), state, values, attrs)
-        self.on_event({"kind": attrs["outcome"], "number": trial.number, "flops": attrs.get("flops"),
-                       "duplicate_of": attrs.get("duplicate_of")})
+        self.on_event(Skipped(attrs["outcome"], trial.number, attrs.get("flops"), attrs.get("duplicate_of")))
 
     def _finish_written(self, frozen: optuna.trial.FrozenTrial, state: TrialState, values: list[float] | None,
                         attrs: dict[str, Any], system_attrs: dict[str, Any] | None = None) -> None:
@@ -588,7 +588,7 @@ class StudySearcher(Searcher):
             "outcome": INTERRUPTED, "reason": "the search was interrupted; queued to train again",
             "curve": run.curve})
         self._in_flight -= 1
-        self.on_event({"kind": INTERRUPTED, "number": run.number})
+        self.on_event(Interrupted(run.number))
 
     def interrupt_running(self) -> None:
         """After Tune stopped (a signal): fail what is still running here as ``interrupted`` and
@@ -599,26 +599,3 @@ class StudySearcher(Searcher):
         for held in self.held:
             self._release(held.trial)
         self.held = []
-
-
-def _curve_point(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")
-    return {k: result.get(k) for k in keys}
-
-
-def _where(result: dict[str, Any] | None) -> dict[str, Any]:
-    r = result or {}
-    return {k: r.get(k) for k in ("host", "node", "worker_pid") if r.get(k) is not None}
-
-
-def _final_attrs(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("best_accuracy", "wall_time_s", "images_per_s", "device", "peak_memory_mb", "train_flops",
-            "train_n_params", "train_activations", "host", "node", "worker_pid", "val_images")
-    attrs = {k: result.get(k) for k in keys if result.get(k) is not None}
-    curve = [{k: c.get(k) for k in ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")}
-             for c in result.get("curve") or []]
-    attrs.update(curve=curve, accuracy=result.get("accuracy"), epochs=result.get("epochs_completed"))
-    if result.get("latency") is not None:
-        attrs["latency_ms"] = result["latency"]
-    return attrs
-

@@ -34,6 +34,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from nas.ray_internals import unset_metric
 from nas.stopping import MOASHA, STOP
+from nas.workers.contract import FinalReport
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -105,10 +106,11 @@ class MOASHAScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         if result.get(self._final_attr):
-            if self.rule.gate is not None and result.get("status") == "ok":
+            final = FinalReport.from_result(result)
+            if self.rule.gate is not None and final.status == "ok":
                 # A curve trained to the end: evidence of how well each rung ranks (nas.stopping.RungGate).
                 self.rule.gate.add_curve(self._key(trial), {c["epoch"]: c.get("accuracy")
-                                                            for c in result.get("curve") or () if c.get("epoch")})
+                                                            for c in final.curve if c.get("epoch")})
             return TrialScheduler.CONTINUE
         epoch = result.get(self._epoch_attr)
         missing = [o for o in self.rule.objectives if result.get(o) is None]

@@ -1,7 +1,8 @@
 """The entry point that runs on a Ray worker: one trial in, plain results out.
 
-The search driver sends a JSON-ready :class:`TrialSpec` (the config as a dict, the dataset
-spec, the schedule) and gets a JSON-ready dict back; nothing here touches study storage.
+The search driver sends a JSON-ready :class:`~nas.workers.contract.TrialSpec` (the config as a
+dict, the dataset spec, the schedule) and gets a JSON-ready dict back; nothing here touches study
+storage.
 A user mistake in the spec comes back as status ``error`` with the one-line message, so one
 bad trial never takes the worker (or the search) down.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -18,26 +18,10 @@ import torch
 from nas.search_spaces.complexity_model import complexity
 from nas.search_spaces.config import ArchConfig, parse_config
 from nas.search_spaces.errors import UserError
+from nas.workers.contract import TrialSpec
 from nas.workers.datasets import DatasetSplits, load_dataset
 from nas.workers.engine import EpochRecord, Schedule, train
 from nas.workers.latency import measure_latency
-
-
-@dataclass
-class TrialSpec:
-    config: dict[str, Any]
-    dataset: str = "shapes"
-    schedule: dict[str, Any] = field(default_factory=dict)
-    device: str | None = None  # None: cuda when the worker sees a GPU, else cpu
-    train_limit: int | None = None  # train on the first N images only (smoke runs)
-    val_limit: int | None = None  # validate on the first N images only (smoke runs)
-    latency: bool = True
-    threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
-    weights_path: str | None = None  # write the trained weights here (a path on the worker's machine)
-    time_limit_s: float | None = None  # stop training after this long: status "timeout"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fit_to_data(config: ArchConfig, data: DatasetSplits) -> ArchConfig:

@@ -1,14 +1,14 @@
 """The function a Ray Tune trial runs: one candidate, one ``tune.report`` per epoch.
 
-The driver puts a :class:`~nas.workers.trial.TrialSpec` (as a dict) in the Tune config under
-``config["nas"]["spec"]``, with ``constants`` (the objectives known before training: FLOPs and
-params at the space's resolution) and the study's ``trial_number``. This function trains it
-with :func:`~nas.workers.trial.run_trial` and reports:
+The driver puts a :class:`~nas.workers.contract.TrialRequest` in the Tune config (``config["nas"]``):
+the :class:`~nas.workers.contract.TrialSpec`, ``constants`` (the objectives known before training:
+FLOPs and params at the space's resolution) and the study's ``trial_number``. This function trains
+it with :func:`~nas.workers.trial.run_trial` and reports (the records of :mod:`nas.workers.contract`):
 
-* after every epoch but the last: the epoch's metrics (:data:`EPOCH_KEYS`), ``final=False``;
-* at the end: the last epoch's metrics and everything :func:`run_trial` measured, ``final=True``
-  and ``status`` (``ok``, ``diverged``, ``oom``, ``error``). A scheduler must never stop a final
-  report, and a trial without one was stopped (or died).
+* after every epoch but the last: an :class:`~nas.workers.contract.EpochReport`, ``final=False``;
+* at the end: a :class:`~nas.workers.contract.FinalReport`, the last epoch's metrics and everything
+  :func:`run_trial` measured, ``final=True`` and ``status`` (``ok``, ``diverged``, ``oom``, ``error``).
+  A scheduler must never stop a final report, and a trial without one was stopped (or died).
 
 Every report carries the constants, ``latency`` (ms at batch 1, when measured), ``epoch``,
 ``accuracy`` (validation top-1 of that epoch) and where it runs (host, Ray node, pid), so a
@@ -29,12 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.workers import faults
+from nas.workers.contract import EPOCH_KEYS, EpochReport, FinalReport, TrialRequest
 from nas.workers.engine import EpochRecord
 from nas.workers.trial import run_trial
-
-#: Per-epoch keys, from :class:`~nas.workers.engine.EpochRecord` (``val_acc`` reported as ``accuracy``).
-EPOCH_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds", "eval_seconds",
-              "images_per_s", "lr")
 
 
 def epoch_metrics(record: EpochRecord | dict[str, Any]) -> dict[str, Any]:
@@ -65,28 +62,28 @@ def tune_trainable(config: dict[str, Any]) -> None:
     """The Ray Tune function trainable (``tune.with_resources(tune_trainable, ...)``)."""
     from ray import tune
 
-    nas = config["nas"]
-    spec = dict(nas["spec"])
-    fault = nas.get("fault")  # only in the fault tests (workers/faults.py)
+    request = TrialRequest.from_config(config)
+    spec = dict(request.spec)
+    fault = request.fault  # only in the fault tests (workers/faults.py)
     faults.prepare(fault, spec)
     epochs = int(spec.get("schedule", {}).get("epochs", 10))
-    base = {**nas.get("constants", {}), **_where(), "trial_number": nas.get("trial_number")}
+    base = {**request.constants, **_where(), "trial_number": request.trial_number}
     started: dict[str, Any] = {}
 
     def on_epoch(record: EpochRecord) -> None:
-        faults.after_epoch(fault, record.epoch, nas.get("key", ""))
+        faults.after_epoch(fault, record.epoch, request.key)
         if record.epoch < epochs:  # the last epoch is reported with the final result
-            tune.report({**base, "latency": _latency_ms(started.get("latency")), **epoch_metrics(record),
-                         "final": False, "status": "running"})
+            tune.report(EpochReport(**base, latency=_latency_ms(started.get("latency")),
+                                    **epoch_metrics(record)).to_result())
 
-    box = nas.get("weights_box")
+    box = request.weights_box
     if box:  # the driver keeps the weights of the trials on the front: write them where we can read them
         fd, spec["weights_path"] = tempfile.mkstemp(prefix="nas-weights-", suffix=".pt")
         os.close(fd)
     try:
         out = run_trial(spec, on_epoch=on_epoch, started=started)
         if box and out.get("status") == "ok":
-            _hand_over(box, nas.get("trial_number"), Path(spec["weights_path"]))
+            _hand_over(box, request.trial_number, Path(spec["weights_path"]))
     except Exception as exc:  # a bug or a broken candidate: a result, so Tune does not retry it
         lines = traceback.format_exception_only(type(exc), exc)
         out = {"status": "error", "reason": (lines[-1].strip() if lines else type(exc).__name__)[:500],
@@ -114,13 +111,12 @@ def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         status = "ok"
     cx = out.get("complexity") or {}
     peak = out.get("peak_memory_bytes")
-    return {
-        **base, **last, "final": True, "status": status, "reason": out.get("reason"),
-        "latency": _latency_ms(out.get("latency")),
-        "curve": [epoch_metrics(h) for h in history],
-        "best_accuracy": out.get("best_val_acc"), "epochs_completed": out.get("epochs_completed", len(history)),
-        "wall_time_s": out.get("wall_time_s"), "images_per_s": out.get("images_per_s"),
-        "device": out.get("device"), "peak_memory_mb": round(peak / 2**20, 1) if peak else None,
-        "train_flops": cx.get("flops"), "train_n_params": cx.get("params"), "train_activations": cx.get("activations"),
-        "arch_hash": out.get("arch_hash"), "val_images": out.get("val_images"),
-    }
+    last["images_per_s"] = out.get("images_per_s")  # the run's, not the last epoch's
+    return FinalReport(
+        **base, **last, status=status, reason=out.get("reason"), latency=_latency_ms(out.get("latency")),
+        curve=[epoch_metrics(h) for h in history], best_accuracy=out.get("best_val_acc"),
+        epochs_completed=out.get("epochs_completed", len(history)), wall_time_s=out.get("wall_time_s"),
+        device=out.get("device"), peak_memory_mb=round(peak / 2**20, 1) if peak else None,
+        train_flops=cx.get("flops"), train_n_params=cx.get("params"), train_activations=cx.get("activations"),
+        arch_hash=out.get("arch_hash"), val_images=out.get("val_images"),
+    ).to_result()

@@ -76,6 +76,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from nas.driver import rung_gate
     from nas.progress import fmt_acc, fmt_duration
     from nas.records import OBJECTIVES, counts, front, read_settings, read_trials
     from nas.search_spaces.units import format_flops
@@ -94,12 +95,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             pick = (max if OBJECTIVES[o][0] else min)(done, key=lambda r: r.objective(o))
             best[o] = {"trial": pick.number, "value": pick.objective(o)}
     members = front(records, objectives) if objectives else []
+    gate = rung_gate(settings, records) if settings else None
     now = clock(storage)  # the clock heartbeats are written by
     live = {k: d for k, d in drivers(storage, study._study_id).items() if d.alive(now)}
     if args.json:
         print(json.dumps({"study": study.study_name, "settings": settings.to_attrs() if settings else None,
                           "counts": c, "trained": sum(r.trained for r in records), "best": best,
                           "front": [r.number for r in members],
+                          "rungs": [gate.evidence(r).to_dict() for r in gate.rungs] if gate else None,
                           "drivers": {k: d.to_dict() for k, d in live.items()}}, indent=2))
         return 0
     print(f"study     {study.study_name}")
@@ -120,6 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{v / 1e6:.2f}M" if o == "params" else f"{v:.2f} ms")
         print(f"best      {o} {text} (trial {b['trial']})")
     print(f"front     {len(members)} trial(s): {', '.join(str(r.number) for r in members) or '-'}")
+    if gate is not None:
+        print(f"rungs     {gate.describe()}")
     for k, d in live.items():
         print(f"driver    {k} alive: pid {d.pid} on {d.machine.split('@')[0]}, heartbeat "
               f"{fmt_duration(now - d.heartbeat)} ago")

@@ -86,3 +86,23 @@ def test_a_foreign_study_is_refused(tmp_path):
     optuna.create_study(storage=open_storage(url), study_name="someone-elses", directions=["minimize"])
     with pytest.raises(UserError, match="not made by 'nas search'"):
         open_sources(url, None)
+
+
+def test_status_shows_each_rung_as_active_or_waiting(one_study, capsys):
+    """``nas status`` measures each rung's rank agreement with the final accuracy on the study's
+    completed curves, as a resumed search would, and says whether the rung may stop trials."""
+    import json
+
+    from nas.cli import main
+    from nas.stopping import GATE_MIN_CURVES, GATE_MIN_TAU
+
+    url, name = one_study
+    assert main(["status", "--storage", url, "--study", name, "--json"]) == 0
+    rungs = json.loads(capsys.readouterr().out)["rungs"]
+    assert rungs and all(r["n"] >= GATE_MIN_CURVES for r in rungs)
+    for r in rungs:
+        assert r["active"] == (r["tau"] >= GATE_MIN_TAU)
+    assert main(["status", "--storage", url, "--study", name]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("rungs     "))
+    assert all(f"epoch {r['rung']} {'active' if r['active'] else 'waiting'} (tau {r['tau']:.2f} over {r['n']}"
+               in line for r in rungs)

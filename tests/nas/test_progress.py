@@ -2,7 +2,7 @@
 
 import io
 
-from nas.progress import Progress
+from nas.progress import Finished, Progress, Skipped
 from nas.records import TrialRecord
 
 
@@ -41,7 +41,7 @@ def test_live_panel_shows_counts_timing_and_the_current_front():
                                      (3, 0.5, 1e9, "d3-3-3-3 FRONT-B")):
         record = _trained(number, acc, flops, arch)
         study.append(record)
-        progress.event({"kind": "finished", "record": record})
+        progress.event(Finished(record))
         progress._last_draw = 0.0  # redraw at once (the panel refreshes at most every _REFRESH_S)
         progress.tick()
     progress.close()
@@ -60,8 +60,8 @@ def test_plain_lines_when_not_a_terminal():
                         resolution=224, out=out, live=False)
     record = _trained(0, 0.55, 1.5e9, "d2-2-2-2 w64")
     study.append(record)
-    progress.event({"kind": "infeasible", "number": 1})
-    progress.event({"kind": "finished", "record": record})
+    progress.event(Skipped("infeasible", 1))
+    progress.event(Finished(record))
     line = out.getvalue().strip()
     assert line.startswith("[1/2]") and "trial 0 complete" in line and "accuracy 0.550" in line
     assert "1.5 GFLOPs" in line and "d2-2-2-2 w64" in line and line.endswith("[+1 infeasible]")

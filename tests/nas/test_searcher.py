@@ -405,7 +405,7 @@ def test_exhausted_space_finishes_with_a_note(tmp_path, monkeypatch):
     s.suggest("a")
     s.on_trial_complete("a", _final(0.5))
     assert s.suggest("b") == "FINISHED"
-    assert any(e["kind"] == "exhausted" for e in events)
+    assert any(e.kind == "exhausted" for e in events)
 
 
 def test_interrupted_trials_are_failed_and_queued_again(tmp_path):

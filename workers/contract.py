@@ -1,0 +1,166 @@
+"""The trial contract between the search driver and the workers: what a Ray Tune trial is given and
+what it reports, as typed records with their one serialisation each.
+
+* :class:`TrialSpec`: one candidate to train (config, dataset, schedule, limits), JSON-ready.
+* :class:`TrialRequest`: what the driver puts in a Tune trial's config (``config["nas"]``): the
+  spec, the study's trial number, the objectives known before training, where to hand weights.
+* :class:`EpochReport`: one ``tune.report`` after an epoch that is not the last.
+* :class:`FinalReport`: the last ``tune.report`` of a trial: the last epoch's metrics and everything
+  the worker measured, with ``final=True`` and the status.
+
+Ray Tune wants flat dicts of metrics, so each report is sent with ``to_result()`` and read back with
+``from_result()``; a key added here reaches both sides, and a key missing on either side is a
+``TypeError`` in the tests, not a silently dropped value. Nothing here imports torch or Ray: the
+driver imports this module without the training stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: Per-epoch metric keys (an engine ``EpochRecord``, with ``val_acc`` reported as ``accuracy``).
+EPOCH_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds", "eval_seconds",
+              "images_per_s", "lr")
+#: The keys of a learning-curve point kept in the study.
+CURVE_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")
+
+
+@dataclass
+class TrialSpec:
+    """One candidate to train: the config as a dict, the dataset spec, the schedule."""
+
+    config: dict[str, Any]
+    dataset: str = "shapes"
+    schedule: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None  # None: cuda when the worker sees a GPU, else cpu
+    train_limit: int | None = None  # train on the first N images only (smoke runs)
+    val_limit: int | None = None  # validate on the first N images only (smoke runs)
+    latency: bool = True
+    threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
+    weights_path: str | None = None  # write the trained weights here (a path on the worker's machine)
+    time_limit_s: float | None = None  # stop training after this long: status "timeout"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """A Tune trial's ``config["nas"]``: everything the worker needs for one study trial."""
+
+    trial_number: int
+    spec: dict[str, Any]  # a TrialSpec as a dict (Tune deep-copies configs: plain data travels best)
+    constants: dict[str, float]  # objectives known before training: flops, params at the space's resolution
+    key: str  # driver id and trial number: names this trial in fault injection and logs
+    weights_box: str | None = None  # the driver's Ray actor that takes the trained weights of front trials
+    fault: dict[str, Any] | None = None  # a planned fault (the fault-injection tests only)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"nas": asdict(self)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TrialRequest:
+        return cls(**config["nas"])
+
+
+def _of(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: data.get(k) for k in names if k in data}
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a report was made."""
+
+    host: str | None = None
+    node: str | None = None
+    worker_pid: int | None = None
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """The report after an epoch that is not the last (``final`` False)."""
+
+    trial_number: int | None
+    epoch: int
+    accuracy: float | None
+    flops: float | None = None
+    params: float | None = None
+    latency: float | None = None  # ms at batch 1, when measured
+    val_loss: float | None = None
+    train_loss: float | None = None
+    train_acc: float | None = None
+    seconds: float | None = None
+    eval_seconds: float | None = None
+    images_per_s: float | None = None
+    lr: float | None = None
+    host: str | None = None
+    node: str | None = None
+    worker_pid: int | None = None
+    final: bool = False
+    status: str = "running"
+
+    def to_result(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> EpochReport:
+        data = _of(cls, result)
+        data.setdefault("trial_number", None)
+        data["epoch"] = int(data.get("epoch") or 0)
+        data.setdefault("accuracy", None)
+        return cls(**data)
+
+    def curve_point(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in CURVE_KEYS}
+
+    def where(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("host", "node", "worker_pid") if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class FinalReport(EpochReport):
+    """The last report of a trial (``final`` True): the last epoch's metrics plus the whole run."""
+
+    final: bool = True
+    status: str = "error"  # ok, diverged, oom, timeout, error
+    reason: str | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    best_accuracy: float | None = None
+    epochs_completed: int | None = None
+    wall_time_s: float | None = None
+    device: str | None = None
+    peak_memory_mb: float | None = None
+    train_flops: float | None = None
+    train_n_params: float | None = None
+    train_activations: float | None = None
+    arch_hash: str | None = None
+    val_images: int | None = None
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> FinalReport:
+        data = _of(cls, result)
+        data.setdefault("trial_number", None)
+        data["epoch"] = int(data.get("epoch") or 0)
+        data.setdefault("accuracy", None)
+        data["curve"] = list(data.get("curve") or [])
+        return cls(**data)
+
+    #: What the study keeps of a final report as trial attributes (besides curve, accuracy, epochs).
+    KEPT = ("best_accuracy", "wall_time_s", "images_per_s", "device", "peak_memory_mb", "train_flops",
+            "train_n_params", "train_activations", "host", "node", "worker_pid", "val_images")
+
+    def study_attrs(self) -> dict[str, Any]:
+        """The trial attributes a final report becomes in the study."""
+        attrs = {k: getattr(self, k) for k in self.KEPT if getattr(self, k) is not None}
+        attrs.update(curve=[{k: c.get(k) for k in CURVE_KEYS} for c in self.curve], accuracy=self.accuracy,
+                     epochs=self.epochs_completed)
+        if self.latency is not None:
+            attrs["latency_ms"] = self.latency
+        return attrs
+
+
+def is_final(result: Mapping[str, Any]) -> bool:
+    return bool(result.get("final"))
