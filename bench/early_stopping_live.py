@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.pareto import hypervolume, pareto_front  # noqa: E402
-from nas.records import read_settings, read_trials  # noqa: E402
-from nas.storage import open_storage  # noqa: E402
+from nas.common.pareto import hypervolume, pareto_front  # noqa: E402
+from nas.study.records import read_settings, read_trials  # noqa: E402
+from nas.study.storage import open_storage  # noqa: E402
 
 
 def _replay_module():

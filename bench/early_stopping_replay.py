@@ -11,7 +11,7 @@ finish time, to one of four policies:
 (a) ``none``: no early stopping, every candidate trains its whole schedule;
 (b) ``median``: Ray Tune's ``MedianStoppingRule`` on accuracy (its own class);
 (c) ``asha``: Ray Tune's ``ASHAScheduler`` on accuracy alone (its own class);
-(d) ``moasha``: ours, :class:`nas.stopping.MOASHA` on accuracy and FLOPs (``--objectives``).
+(d) ``moasha``: ours, :class:`nas.stopping.rule.MOASHA` on accuracy and FLOPs (``--objectives``).
 
 (b) and (c) are driven through their own ``on_trial_add`` / ``on_trial_result`` /
 ``on_trial_complete`` with a lightweight trial object: ``ASHAScheduler`` reads only
@@ -59,9 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.pareto import hypervolume, pareto_front
-from nas.stopping import GATE_MIN_CURVES, MOASHA, STOP, rung_epochs
-from nas.text_table import render_table
+from nas.common.pareto import hypervolume, pareto_front
+from nas.common.text_table import render_table
+from nas.stopping.rule import GATE_MIN_CURVES, MOASHA, STOP, rung_epochs
 
 FORMAT = "nas-curves/1"
 POLICIES = ("none", "median", "asha", "moasha", "gated")

@@ -1,7 +1,7 @@
 """Fault injection: every way a trial or the driver can die, injected into real ``nas search`` runs.
 
 Each scenario runs real searches (their own local Ray cluster, an SQLite or PostgreSQL study)
-of a small test space (``tests/nas/data/small_space.yaml``: 72 networks that train in seconds,
+of a small test space (``bench/data/small_space.yaml``: 72 networks that train in seconds,
 54 within the 6 MFLOPs budget) and checks the study afterwards:
 
 * **lost**: trained candidates missing from the study's total (``--trials``), or a queued
@@ -9,7 +9,7 @@ of a small test space (``tests/nas/data/small_space.yaml``: 72 networks that tra
 * **repeated**: architectures trained to COMPLETE more than once;
 * **overhead**: wall time of the scenario's searches against one clean search (same settings).
 
-Faults (see ``workers/faults.py`` and ``nas/fault_points.py`` for how they are injected):
+Faults (see ``workers/faults.py`` and ``nas/cluster/fault_points.py`` for how they are injected):
 a worker SIGKILLed mid-trial, a trial that raises, a NaN loss, CUDA out-of-memory (simulated on
 the CPU), a trial past ``--trial-timeout``; the driver SIGKILLed at random moments and at chosen
 points (inside a storage write, between writing a trial and handing it to Ray), SIGINT and
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = ROOT / "tests" / "nas" / "data" / "small_space.yaml"
+SPACE = ROOT / "bench" / "data" / "small_space.yaml"
 STUDY = "small-6MFLOPs"
 POSTGRES = os.environ.get("NAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "ray/dashboard", "log_monitor.py", "autoscaler")
@@ -94,14 +94,14 @@ class Search:
 def study_state(storage: str, study: str = STUDY) -> dict[str, Any]:
     import optuna
 
-    from nas.records import read_trials
-    from nas.storage import open_storage
+    from nas.study.records import read_trials
+    from nas.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         records = read_trials(optuna.load_study(study_name=study, storage=open_storage(storage, create=False)))
     except Exception as exc:
-        from nas.search_spaces.errors import UserError
+        from nas.common.errors import UserError
 
         if not isinstance(exc, UserError):  # not "no study yet": a search is still creating it
             print(f"(study not readable: {type(exc).__name__}: {exc})", file=sys.stderr)

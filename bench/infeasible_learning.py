@@ -1,6 +1,6 @@
 """Does the sampler learn from infeasible proposals? The infeasible share over a study, TPE vs random.
 
-Drives ``nas search``'s own :class:`~nas.searcher.StudySearcher` — the production path: the same
+Drives ``nas search``'s own :class:`~nas.search.searcher.StudySearcher` — the production path: the same
 proposals, budget constraints and one-transaction records in an SQLite study — with an instant
 trainer: a dispatched candidate completes at once with a SYNTHETIC accuracy (rising with log
 FLOPs, plus noise). Only the infeasible share is the point here; the accuracies are invented.
@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.budget import parse_budget  # noqa: E402
-from nas.deferred_storage import DeferredStorage  # noqa: E402
-from nas.driver import default_study_name, make_sampler  # noqa: E402
+from nas.common.budget import parse_budget  # noqa: E402
+from nas.search.options import default_study_name, make_sampler  # noqa: E402
+from nas.search.searcher import StudySearcher  # noqa: E402
 from nas.search_spaces import load_space  # noqa: E402
-from nas.searcher import StudySearcher  # noqa: E402
-from nas.storage import open_storage  # noqa: E402
-from nas.study import Driver, fingerprint, new_settings, open_search_study  # noqa: E402
+from nas.study.lifecycle import fingerprint, new_settings, open_search_study  # noqa: E402
+from nas.study.liveness import Driver  # noqa: E402
+from nas.study.storage import open_storage  # noqa: E402
+from nas.study.writer import DeferredStorage  # noqa: E402
 
 PROPOSAL_KINDS = ("started", "infeasible", "invalid", "duplicate")
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.fidelity import rank_agreement  # noqa: E402
+from nas.search.fidelity import rank_agreement  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ def record(args: argparse.Namespace) -> None:
 def export(args: argparse.Namespace) -> None:
     import optuna
 
-    from nas.fidelity import LINK_ATTR, trained_candidates
-    from nas.records import read_settings, read_trials
-    from nas.storage import open_storage
+    from nas.search.fidelity import LINK_ATTR, trained_candidates
+    from nas.study.records import read_settings, read_trials
+    from nas.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage, create=False)
@@ -127,8 +127,9 @@ def analyze(data: dict) -> list[dict]:
         by_fid: dict[tuple, dict[int, dict]] = {}
         for run in runs.values():
             by_fid.setdefault(_key(run["fidelity"]), {})[run["fidelity"]["seed"]] = run
-        ref_key = max(by_fid, key=lambda k: (k[0] * (k[1] or 20000), k[2] is None))
-        reference = by_fid[ref_key][min(by_fid[ref_key])]["candidates"]
+        # the reference: REFERENCE's fidelity (3 x 16,000 images, the whole validation split) once recorded
+        ref_key = next((k for k in by_fid if (k[0], k[1], k[2]) == (3, 16000, None)), None)
+        reference = by_fid[ref_key][min(by_fid[ref_key])]["candidates"] if ref_key else {}
         for key, seeds in sorted(by_fid.items()):
             run0 = seeds[min(seeds)]
             cands = run0["candidates"]

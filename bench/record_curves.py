@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.records import read_settings, read_trials  # noqa: E402
-from nas.storage import open_storage  # noqa: E402
+from nas.study.records import read_settings, read_trials  # noqa: E402
+from nas.study.storage import open_storage  # noqa: E402
 
 
 def search_args(args: argparse.Namespace) -> list[str]:

@@ -29,15 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nas.budget import parse_budget  # noqa: E402
-from nas.deferred_storage import DeferredStorage  # noqa: E402
-from nas.driver import default_study_name, make_sampler  # noqa: E402
-from nas.execution import Interrupt, quiet_ray, run_tune  # noqa: E402
+from nas.cluster.execution import Interrupt, quiet_ray, run_tune  # noqa: E402
+from nas.common.budget import parse_budget  # noqa: E402
+from nas.search.options import default_study_name, make_sampler  # noqa: E402
+from nas.search.searcher import StudySearcher  # noqa: E402
 from nas.search_spaces import load_space  # noqa: E402
 from nas.search_spaces.optuna_bridge import suggest_values  # noqa: E402
-from nas.searcher import StudySearcher  # noqa: E402
-from nas.storage import open_storage  # noqa: E402
-from nas.study import Driver, fingerprint, new_settings, open_search_study  # noqa: E402
+from nas.study.lifecycle import fingerprint, new_settings, open_search_study  # noqa: E402
+from nas.study.liveness import Driver  # noqa: E402
+from nas.study.storage import open_storage  # noqa: E402
+from nas.study.writer import DeferredStorage  # noqa: E402
 
 EPOCHS = 3
 
@@ -121,7 +122,7 @@ def proposal_costs(kind: str, n: int) -> dict[str, float]:
     if kind == "infeasible":
         searcher, _ = _searcher("resnest", "1GFLOPs", "random", 10**9)
     else:
-        tiny = ROOT / "tests" / "nas" / "data" / "tiny_space.yaml"
+        tiny = ROOT / "bench" / "data" / "tiny_space.yaml"
         searcher, _ = _searcher(str(tiny), "100M", "random", 10**9)
         for i in range(40):  # train (instantly) every architecture of the tiny space first
             cfg = searcher.suggest(f"w{i}")

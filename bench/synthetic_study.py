@@ -3,7 +3,7 @@
     python bench/synthetic_study.py --storage sqlite:///synthetic.db -n 300 [--space resnest] [--budget 4GFLOPs]
     python bench/synthetic_study.py --storage sqlite:///synthetic.db --write-live [--interval 0.5] [--count 40]
 
-A study follows the schema of ``nas.records`` exactly (study user attributes from
+A study follows the schema of ``nas.study.records`` exactly (study user attributes from
 ``StudySettings``, metric names, one value per objective, the trial user attributes and
 constraints), so everything that reads a real ``nas search`` study reads it the same way.
 The architectures are real points of a real space (decoded, hashed and counted by
@@ -42,7 +42,13 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from nas import __version__
-from nas.records import (
+from nas.search_spaces.complexity_model import complexity
+from nas.search_spaces.config import ArchConfig
+from nas.search_spaces.optuna_bridge import distributions as space_distributions
+from nas.search_spaces.registry import load_space
+from nas.search_spaces.sampler import flops_range
+from nas.search_spaces.space import SearchSpace
+from nas.study.records import (
     COMPLETE,
     CONSTRAINT_HIGH,
     CONSTRAINT_LOW,
@@ -57,12 +63,6 @@ from nas.records import (
     SPACE_SOURCE_ATTR,
     StudySettings,
 )
-from nas.search_spaces.complexity_model import complexity
-from nas.search_spaces.config import ArchConfig
-from nas.search_spaces.optuna_bridge import distributions as space_distributions
-from nas.search_spaces.registry import load_space
-from nas.search_spaces.sampler import flops_range
-from nas.search_spaces.space import SearchSpace
 
 SYNTHETIC_ATTR = "synthetic"
 
@@ -368,8 +368,8 @@ def _write(study: optuna.Study, sp: SearchSpace, m: _Model, dists: dict[str, Bas
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nas.budget import parse_budget
-    from nas.storage import open_storage
+    from nas.common.budget import parse_budget
+    from nas.study.storage import open_storage
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--storage", required=True, help="Optuna storage URL (sqlite:///file.db, journal:FILE, ...)")

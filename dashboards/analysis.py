@@ -12,7 +12,7 @@
   by 1 / (bins x models in its bin), so a space that samples more large models gains nothing
   from it), and the Kolmogorov-Smirnov statistic max |F1 - F2| between two of them.
 * :func:`hypervolume_history` — the hypervolume of the front after each trial, the front kept
-  incrementally so a 10,000-trial study costs milliseconds (``nas.pareto`` computes each volume).
+  incrementally so a 10,000-trial study costs milliseconds (``nas.common.pareto`` computes each volume).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nas.pareto import Vector, dominates, hypervolume
+from nas.common.pareto import Vector, dominates, hypervolume
 
 __all__ = [
     "BestRange", "best_range", "bootstrap_best", "edf", "hypervolume_history", "ks_statistic", "nds_weights",

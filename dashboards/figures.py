@@ -34,6 +34,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nas.common.errors import UserError
+from nas.common.pareto import pareto_front, to_minimisation
+from nas.common.units import format_flops, format_params
 from nas.dashboards.analysis import (
     BestRange,
     best_range,
@@ -45,8 +48,7 @@ from nas.dashboards.analysis import (
     shared_range,
 )
 from nas.dashboards.studies import StudyData
-from nas.pareto import pareto_front, to_minimisation
-from nas.records import (
+from nas.study.records import (
     COMPLETE,
     DUPLICATE,
     FAILED,
@@ -60,8 +62,6 @@ from nas.records import (
     front,
     noise_neighbours,
 )
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.units import format_flops
 
 __all__ = ["DEPTH", "FIGURES", "Dashboard", "build_dashboard", "color_choices"]
 
@@ -118,7 +118,7 @@ def _scored(r: TrialRecord) -> bool:
 
 
 def _fmt_params(n: float | None) -> str:
-    return "?" if n is None else f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+    return format_params(n, missing="?")
 
 
 def _fmt_flops(f: float | None) -> str:
@@ -557,16 +557,7 @@ def hypervolume_progress(studies: Sequence[StudyData]) -> go.Figure:
 
 
 def _rungs(s: StudyData) -> list[int]:
-    st = s.settings
-    if st is None or not st.early_stopping:
-        return []
-    grace, eta = int(st.early_stopping.get("grace", 0) or 0), float(st.early_stopping.get("eta", 0) or 0)
-    out: list[int] = []
-    r = grace
-    while grace > 0 and eta > 1 and r < st.epochs:
-        out.append(r)
-        r = int(math.ceil(r * eta))
-    return out
+    return s.settings.rungs if s.settings is not None else []
 
 
 def learning_curves(studies: Sequence[StudyData], cols: int = 2) -> go.Figure:
@@ -623,7 +614,7 @@ def learning_curves(studies: Sequence[StudyData], cols: int = 2) -> go.Figure:
 
 
 def front_rows(s: StudyData) -> list[dict[str, Any]]:
-    """The study's Pareto front (``nas.records.front``: feasible complete trials, over its objectives)."""
+    """The study's Pareto front (``nas.study.records.front``: feasible complete trials, over its objectives)."""
     rows = []
     latency = any(r.objective("latency") is not None for r in s.records)
     members = front(s.records, s.objectives)

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from nas.common.errors import UserError
 from nas.dashboards.figures import FIGURES, Dashboard, build_dashboard
 from nas.dashboards.report import CSS as REPORT_CSS
 from nas.dashboards.report import PLOTLY_CONFIG
 from nas.dashboards.studies import StudyData, StudySource, quiet_gc
-from nas.search_spaces.errors import UserError
 
 __all__ = ["LiveBoard", "create_app", "make_server"]
 

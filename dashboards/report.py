@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nas.common.errors import UserError
+from nas.common.files import check_writable
 from nas.dashboards.figures import FIGURES, Dashboard
-from nas.search_spaces.errors import UserError
 
 __all__ = ["check_output", "render_report", "write_report"]
 
@@ -99,15 +100,7 @@ def render_report(dash: Dashboard, source: str) -> str:
 
 def check_output(path: str | os.PathLike[str]) -> Path:
     """Refuse an output path that cannot be written, before any work is done."""
-    p = Path(path).expanduser()
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UserError(f"cannot write report {p}: it is a folder")
-    if not folder.is_dir():
-        raise UserError(f"cannot write report {p}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UserError(f"cannot write report {p}: permission denied")
-    return p
+    return check_writable(path, "cannot write report")
 
 
 def write_report(path: str | os.PathLike[str], text: str) -> Path:

@@ -8,7 +8,7 @@ trials. Other storages (a journal file), and a read the reader fails (every late
 the failure was a dropped connection), use Optuna's ``study.get_trials`` on the ``optuna.Study`` a
 :class:`StudySource` keeps between refreshes; the study's attributes and settings are always read
 through that Study (``study.user_attrs``).
-SQLite is opened in WAL mode by ``nas.storage``, so a reader never blocks the search's writes and
+SQLite is opened in WAL mode by ``nas.study.storage``, so a reader never blocks the search's writes and
 is never blocked by them.
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from nas.records import OBJECTIVES, StudySettings, TrialRecord, read_settings, read_trials
-from nas.search_spaces.errors import UserError
-from nas.storage import StorageURL, open_storage, parse_storage, transient, with_retries
+from nas.common.errors import UserError
+from nas.study.records import OBJECTIVES, StudySettings, TrialRecord, read_settings, read_trials
+from nas.study.storage import StorageURL, open_storage, parse_storage, transient, with_retries
 
 __all__ = ["StudyData", "StudySource", "open_sources", "quiet_gc", "resolve_names"]
 
@@ -110,7 +110,7 @@ class _Trial:
 
     @property
     def constraints(self) -> dict[str, float]:
-        from nas.optuna_internals import constraints_of
+        from nas.study.optuna_internals import constraints_of
 
         return constraints_of(self.system_attrs)
 
@@ -128,7 +128,7 @@ class _RDBReader:
     attribute row, and a first read of 10,000 trials took 8-13 s here (about 40 rows a trial),
     which alone broke the report's few-seconds target. Core rows cost a fraction of that. The
     tables and columns come from Optuna's own (private) models, through
-    :func:`nas.optuna_internals.rdb_models`, and the conversions from its own helpers, so the rows
+    :func:`nas.study.optuna_internals.rdb_models`, and the conversions from its own helpers, so the rows
     are read exactly as Optuna reads them; a test checks that the records equal
     ``read_trials(study)``'s, and any failure falls back to it.
     Finished trials are immutable in Optuna (it refuses to change them), so caching them is safe.
@@ -144,7 +144,7 @@ class _RDBReader:
     def read(self) -> list[TrialRecord]:
         from sqlalchemy import select
 
-        from nas.optuna_internals import rdb_models
+        from nas.study.optuna_internals import rdb_models
 
         models = rdb_models()
 
@@ -175,7 +175,7 @@ class _RDBReader:
         from optuna.distributions import json_to_distribution
         from sqlalchemy import select
 
-        from nas.optuna_internals import rdb_models
+        from nas.study.optuna_internals import rdb_models
 
         models = rdb_models()
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from nas import __version__
-from nas.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front, within_noise
+from nas.common.errors import UserError
+from nas.common.files import atomic_write
 from nas.search_spaces.config import ArchConfig, parse_config
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import atomic_write
+from nas.study.records import DUPLICATE, OBJECTIVES, StudySettings, TrialRecord, front, within_noise
 
 BY_CHOICES = ("accuracy", "knee", "flops", "params", "latency")
 
@@ -116,18 +116,6 @@ def exported_config(r: TrialRecord, prov: dict[str, Any]) -> ArchConfig:
     config = parse_config(r.get("config"), source=f"trial {r.number}")
     return parse_config({**config.to_dict(), "provenance": prov}, source=f"trial {r.number}")
 
-
-def check_writable(path: str | os.PathLike[str], what: str) -> Path:
-    """Refuse, before anything is written, an output path that cannot be written."""
-    path = Path(path).expanduser()
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a file name")
-    if not folder.is_dir():
-        raise UserError(f"{what} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"{what} {path}: not writable")
-    return path
 
 
 def weights_bytes(r: TrialRecord, folder: Path) -> bytes:

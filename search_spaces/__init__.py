@@ -15,7 +15,7 @@ _EXPORTS = {
     "measure": "complexity_model",
     "ArchConfig": "config", "BlockOptions": "config", "StageConfig": "config", "StemConfig": "config",
     "load_config": "config", "parse_config": "config",
-    "UserError": "errors",
+    "UserError": "nas.common.errors",
     "load_preset": "registry", "load_space": "registry", "preset_names": "registry", "resolve_config": "registry",
     "space_names": "registry",
     "SearchSpace": "space",
@@ -27,7 +27,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    where = _EXPORTS[name]
+    value = getattr(importlib.import_module(where if "." in where else f"{__name__}.{where}"), name)
     globals()[name] = value
     return value
 

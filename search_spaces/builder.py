@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from nas.common.errors import UserError
 from nas.search_spaces.config import ArchConfig
-from nas.search_spaces.errors import UserError
 from nas.search_spaces.network import ResNet
 
 

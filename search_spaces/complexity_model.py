@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nas.common.units import format_flops
 from nas.search_spaces.config import ArchConfig
 from nas.search_spaces.network import Complexity, ResNet
-from nas.search_spaces.units import format_flops
 
 __all__ = ["Complexity", "complexity", "complexity_by_part", "format_flops", "measure"]
 

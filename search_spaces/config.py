@@ -31,8 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import read_user_text, yaml_error
+from nas.common.errors import UserError
+from nas.common.files import read_user_text, yaml_error
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 

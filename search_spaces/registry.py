@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from nas.common.errors import UserError
 from nas.search_spaces.config import ArchConfig, load_config, parse_config
-from nas.search_spaces.errors import UserError
 from nas.search_spaces.space import SearchSpace, load_space_file, parse_space_text
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")

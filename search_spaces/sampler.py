@@ -14,9 +14,9 @@ import random
 import time
 from dataclasses import dataclass
 
+from nas.common.errors import UserError
 from nas.search_spaces.complexity_model import complexity, format_flops
 from nas.search_spaces.config import ArchConfig
-from nas.search_spaces.errors import UserError
 from nas.search_spaces.space import SearchSpace
 
 PROBE_DRAWS = 3000

@@ -35,9 +35,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from nas.common.errors import UserError
+from nas.common.files import read_user_text, yaml_error
 from nas.search_spaces.config import ArchConfig, StageConfig, error_message, parse_config
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import read_user_text, yaml_error
 
 STAGE_FIELDS = ("depth", "width", "cardinality", "group_width", "se_ratio", "radix", "sk")
 INT_FIELDS = ("depth", "width", "cardinality", "group_width", "radix")

@@ -1,6 +1,8 @@
 """The trial contract between the search driver and the workers: what a Ray Tune trial is given and
 what it reports, as typed records with their one serialisation each.
 
+* :class:`Schedule`: how a candidate is trained (optimiser, learning-rate schedule, seed), with the
+  checks that make a bad one a one-line error; a study records it as a dict.
 * :class:`TrialSpec`: one candidate to train (config, dataset, schedule, limits), JSON-ready.
 * :class:`TrialRequest`: what the driver puts in a Tune trial's config (``config["nas"]``): the
   spec, the study's trial number, the objectives known before training, where to hand weights.
@@ -16,15 +18,78 @@ driver imports this module without the training stack.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from nas.common.errors import UserError
 
 #: Per-epoch metric keys (an engine ``EpochRecord``, with ``val_acc`` reported as ``accuracy``).
 EPOCH_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds", "eval_seconds",
               "images_per_s", "lr")
 #: The keys of a learning-curve point kept in the study.
 CURVE_KEYS = ("epoch", "accuracy", "val_loss", "train_loss", "train_acc", "seconds")
+
+
+@dataclass
+class Schedule:
+    """How one candidate is trained. SGD with Nesterov momentum, linear warm-up then cosine decay
+    to zero, both updated every step. ``lr`` is the peak learning rate for ``batch_size`` as given
+    (no implicit scaling). Weight decay skips norm weights and biases (1-d parameters) unless
+    ``decay_norm_and_bias``: the usual choice for ResNets and what the reference loop does too.
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    augment: bool = True  # random crop with padding + horizontal flip
+    crop_padding: int = 4
+    eval_batch_size: int = 1024
+    eval_every: int = 1  # evaluate every N epochs (the last epoch is always evaluated)
+    nan_check_every: int = 50  # steps between non-finite loss checks (each costs one host sync)
+    amp: bool = True  # bf16 autocast (CUDA only)
+    channels_last: bool = True  # allowed: always on CUDA, on a CPU where it pays (_cpu_channels_last)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (self.crop_padding >= 0, "crop_padding must be >= 0"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.nan_check_every >= 1, "nan_check_every must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(f"schedule: {msg}")
+        if self.nesterov and self.momentum == 0:
+            raise UserError("schedule: nesterov needs momentum > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
+        """Build from plain data; an unknown key is a user mistake, not silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"schedule: unknown key(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
 
 
 @dataclass

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import atomic_write
+from nas.common.errors import UserError
+from nas.common.files import atomic_write
 
 __all__ = [
     "DATASET_NAMES",

@@ -30,7 +30,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -39,8 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import atomic_write
+from nas.common.errors import UserError
+from nas.common.files import atomic_write
+from nas.workers.contract import Schedule
 from nas.workers.datasets import DatasetSplits
 
 __all__ = [
@@ -60,66 +61,6 @@ MemoryFormat = Literal["channels_last", "contiguous"]
 
 class StopTraining(Exception):  # noqa: N818 -- a control-flow signal, not an error
     """Raise from an ``on_epoch`` callback to stop training; the message becomes the result's reason."""
-
-
-@dataclass
-class Schedule:
-    """How one candidate is trained. SGD with Nesterov momentum, linear warm-up then cosine decay
-    to zero, both updated every step. ``lr`` is the peak learning rate for ``batch_size`` as given
-    (no implicit scaling). Weight decay skips norm weights and biases (1-d parameters) unless
-    ``decay_norm_and_bias``: the usual choice for ResNets and what the reference loop does too.
-    """
-
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    decay_norm_and_bias: bool = False
-    label_smoothing: float = 0.0
-    warmup_epochs: float = 1.0
-    seed: int = 0
-    augment: bool = True  # random crop with padding + horizontal flip
-    crop_padding: int = 4
-    eval_batch_size: int = 1024
-    eval_every: int = 1  # evaluate every N epochs (the last epoch is always evaluated)
-    nan_check_every: int = 50  # steps between non-finite loss checks (each costs one host sync)
-    amp: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True  # allowed: always on CUDA, on a CPU where it pays (_cpu_channels_last)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
-            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
-            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (self.crop_padding >= 0, "crop_padding must be >= 0"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-            (self.eval_every >= 1, "eval_every must be >= 1"),
-            (self.nan_check_every >= 1, "nan_check_every must be >= 1"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise UserError(f"schedule: {msg}")
-        if self.nesterov and self.momentum == 0:
-            raise UserError("schedule: nesterov needs momentum > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
-        """Build from plain data; an unknown key is a user mistake, not silently ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"schedule: unknown key(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Fault injection, for the fault tests and ``bench/faults.py`` only: real failures on demand.
 
-The driver reads ``NAS_FAULTS``, a JSON map from the order in which it dispatches trials
-(1-based) to a fault, e.g. ``{"1": "die", "2": "raise", "3": "nan", "4": "oom", "5": "slow"}``,
-and hands each trial its fault in the trial's spec. The faults are real, not mocked, except that
-a CPU cannot run out of CUDA memory:
+The driver reads ``NAS_FAULTS`` (:func:`nas.cluster.fault_points.planned`), a JSON map from the
+order in which it dispatches trials (1-based) to a fault, e.g.
+``{"1": "die", "2": "raise", "3": "nan", "4": "oom", "5": "slow"}``, and hands each trial its fault
+in the trial's request. The faults are real, not mocked, except that a CPU cannot run out of CUDA
+memory:
 
 * ``die``   the worker process kills itself (SIGKILL) after its first epoch, once: Ray Tune retries;
 * ``raise`` a Python exception after the first epoch: a deterministic failure, not retried;
@@ -17,7 +18,6 @@ remembers it, so the retry trains normally. Without ``NAS_FAULTS`` nothing here 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import tempfile
@@ -27,12 +27,6 @@ from typing import Any
 
 FAULTS = ("die", "raise", "nan", "oom", "slow")
 SLOW_S = 10.0
-
-
-def planned(dispatch_index: int) -> str | None:
-    """The fault for the driver's ``dispatch_index``-th trial (1-based), if any."""
-    text = os.environ.get("NAS_FAULTS")
-    return json.loads(text).get(str(dispatch_index)) if text else None
 
 
 def prepare(fault: str | None, spec: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 from nas.workers.engine import _resolve_device
 
 __all__ = ["LatencyPoint", "LatencyResult", "measure_latency"]

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from nas.common.errors import UserError
 from nas.search_spaces.complexity_model import complexity
 from nas.search_spaces.config import ArchConfig, parse_config
-from nas.search_spaces.errors import UserError
 from nas.workers.contract import TrialSpec
 from nas.workers.datasets import DatasetSplits, load_dataset
 from nas.workers.engine import EpochRecord, Schedule, train

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 
 from nas import __version__
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 EXIT_USER_ERROR = 2
 

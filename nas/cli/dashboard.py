@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from nas.cli.studies import load
+    from nas.common.files import check_writable
     from nas.export import (
-        check_writable,
         exported_config,
         pick_trial,
         provenance,
@@ -43,12 +43,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         within_noise_of,
         write_export,
     )
-    from nas.fidelity import reference_accuracies
-    from nas.records import NOISE_Z, read_settings, read_trials
+    from nas.search.fidelity import reference_accuracies
+    from nas.search.weights import artifacts_dir
     from nas.search_spaces.complexity_model import complexity, format_flops
     from nas.search_spaces.timm_equivalent import timm_equivalent
-    from nas.storage import parse_storage
-    from nas.weights import artifacts_dir
+    from nas.study.records import NOISE_Z, read_settings, read_trials
+    from nas.study.storage import parse_storage
 
     if args.by is not None and not args.best:
         raise UserError("--by goes with --best")

@@ -41,6 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from nas.fidelity import run_fidelity
+    from nas.search.fidelity import run_fidelity
 
     return run_fidelity(args)

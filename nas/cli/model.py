@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from nas.search_spaces.units import format_flops
-from nas.text_table import render_table
+from nas.common.text_table import render_table
+from nas.common.units import format_flops
 
 if TYPE_CHECKING:
     from nas.search_spaces.config import ArchConfig

@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.driver import SearchOptions, run_search
+    from nas.search.options import SearchOptions
+    from nas.search.run import run_search
 
     # Every option of this parser is a SearchOptions field (tests/nas/test_cli_search.py holds it):
     # one with another name fails here, loudly, instead of being dropped.

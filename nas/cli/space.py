@@ -7,10 +7,10 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from nas.budget import parse_budget
+from nas.common.budget import parse_budget
+from nas.common.text_table import render_table
+from nas.common.units import format_flops
 from nas.search_spaces.registry import load_space, space_names
-from nas.search_spaces.units import format_flops
-from nas.text_table import render_table
 
 if TYPE_CHECKING:
     from nas.search_spaces.space import SearchSpace
@@ -99,7 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from nas.search_spaces.errors import UserError
+    from nas.common.errors import UserError
     from nas.search_spaces.sampler import sample
 
     space = load_space(args.space)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:
@@ -40,8 +40,8 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     """The study named by ``--study`` (or the storage's only one) and its storage, opened to read."""
     import optuna
 
-    from nas.storage import open_storage
-    from nas.study import resolve_study_name
+    from nas.study.lifecycle import resolve_study_name
+    from nas.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage, create=False)
@@ -52,9 +52,9 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
 def cmd_studies(args: argparse.Namespace) -> int:
     import optuna
 
-    from nas.records import StudySettings, TrialRecord, counts
-    from nas.storage import open_storage
-    from nas.text_table import render_table
+    from nas.common.text_table import render_table
+    from nas.study.records import StudySettings, TrialRecord, counts
+    from nas.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage, create=False)
@@ -76,12 +76,12 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from nas.driver import rung_gate
-    from nas.progress import fmt_acc, fmt_duration
-    from nas.records import OBJECTIVES, counts, front, read_settings, read_trials
-    from nas.search_spaces.units import format_flops
-    from nas.storage import clock
-    from nas.study import drivers
+    from nas.common.units import format_flops
+    from nas.search.progress import fmt_acc, fmt_duration
+    from nas.search.run import rung_gate
+    from nas.study.liveness import drivers
+    from nas.study.records import OBJECTIVES, counts, front, read_settings, read_trials
+    from nas.study.storage import clock
 
     study, storage = load(args)
     settings = read_settings(study)
@@ -132,9 +132,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from nas.progress import front_header, front_rows
-    from nas.records import front, noise_neighbours, read_settings, read_trials
-    from nas.text_table import render_table
+    from nas.common.text_table import render_table
+    from nas.search.progress import front_header, front_rows
+    from nas.study.records import front, noise_neighbours, read_settings, read_trials
 
     study, _ = load(args)
     settings = read_settings(study)

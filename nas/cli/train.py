@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.files import atomic_write_text
-from nas.search_spaces.units import format_flops
+from nas.common.errors import UserError
+from nas.common.files import atomic_write_text
+from nas.common.units import format_flops
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.pareto import hypervolume
+from nas.common.pareto import hypervolume
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "early_stopping_replay.py"
 

@@ -1,7 +1,7 @@
 """Fixtures for the dashboards' tests: synthetic studies and a headless Chromium.
 
 Studies come from ``bench/synthetic_study.py`` (made through Optuna's own API, schema of
-``nas.records``, marked synthetic). The browser is Debian's ``chromium`` driven over the
+``nas.study.records``, marked synthetic). The browser is Debian's ``chromium`` driven over the
 DevTools protocol on a pipe (``--remote-debugging-pipe``: NUL-separated JSON on file
 descriptors 3 and 4), so no websocket package is needed and nothing listens on a port. One
 browser serves the whole session. Where Chromium is missing the browser tests skip, with
@@ -54,7 +54,7 @@ def two_studies(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> tup
     and an empty one: (storage URL, [names of the two full studies])."""
     import optuna
 
-    from nas.storage import open_storage
+    from nas.study.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     db = tmp_path_factory.mktemp("studies") / "studies.db"
@@ -70,7 +70,7 @@ def two_studies(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> tup
 @pytest.fixture(scope="session")
 def one_study(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """An SQLite storage holding a single synthetic study (so ``--study`` may be left out)."""
-    from nas.storage import open_storage
+    from nas.study.storage import open_storage
 
     db = tmp_path_factory.mktemp("one") / "one.db"
     url = f"sqlite:///{db}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nas.common.pareto import hypervolume, pareto_front
 from nas.dashboards.analysis import (
     best_range,
     bootstrap_best,
@@ -14,7 +15,6 @@ from nas.dashboards.analysis import (
     nds_weights,
     shared_range,
 )
-from nas.pareto import hypervolume, pareto_front
 
 
 def test_best_range_finds_the_sweet_spot():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nas.common.errors import UserError
 from nas.dashboards.figures import FIGURES, build_dashboard, color_choices, hover_text
 from nas.dashboards.studies import StudyData, open_sources
-from nas.records import front
-from nas.search_spaces.errors import UserError
+from nas.study.records import front
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_a_study_with_nothing_complete_still_draws(synthetic, tmp_path):
     """No complete trial (pruned, infeasible, failed only: a search in trouble): figures, no front."""
     import optuna
 
-    from nas.storage import open_storage
+    from nas.study.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'bad.db'}"
     storage = open_storage(url)

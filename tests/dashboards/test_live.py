@@ -19,7 +19,7 @@ import pytest
 from nas.dashboards.figures import FIGURES
 from nas.dashboards.live import create_app
 from nas.dashboards.studies import open_sources
-from nas.storage import open_storage
+from nas.study.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 

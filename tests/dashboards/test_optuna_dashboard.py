@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from nas.records import read_trials
-from nas.storage import open_storage
+from nas.study.records import read_trials
+from nas.study.storage import open_storage
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard")
 

@@ -8,10 +8,10 @@ import sqlite3
 import optuna
 import pytest
 
+from nas.common.errors import UserError
 from nas.dashboards.studies import StudySource, open_sources
-from nas.records import read_trials
-from nas.search_spaces.errors import UserError
-from nas.storage import open_storage
+from nas.study.records import read_trials
+from nas.study.storage import open_storage
 
 
 def _content(url: str) -> str:
@@ -23,7 +23,7 @@ def _content(url: str) -> str:
 def test_fast_reader_equals_optunas_reading(synthetic, tmp_path):
     """Every outcome (complete, pruned, infeasible, invalid, duplicate, failed, orphaned, interrupted)
     and trials written by ask-and-tell (constraints via set_constraint): the records the dashboards
-    read equal ``nas.records.read_trials(study)``, and a refresh reads only what changed."""
+    read equal ``nas.study.records.read_trials(study)``, and a refresh reads only what changed."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = open_storage(url)
     study = synthetic.make_study(storage, "synthetic-read", space="resnest-cifar", n=80, high=1e9, seed=8)
@@ -94,7 +94,7 @@ def test_status_shows_each_rung_as_active_or_waiting(one_study, capsys):
     import json
 
     from nas.cli import main
-    from nas.stopping import GATE_MIN_CURVES, GATE_MIN_TAU
+    from nas.stopping.rule import GATE_MIN_CURVES, GATE_MIN_TAU
 
     url, name = one_study
     assert main(["status", "--storage", url, "--study", name, "--json"]) == 0

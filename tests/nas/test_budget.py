@@ -1,6 +1,6 @@
 import pytest
 
-from nas.budget import Budget, format_flops, parse_budget
+from nas.common.budget import Budget, format_flops, parse_budget
 from nas.search_spaces import UserError
 
 

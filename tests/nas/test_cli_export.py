@@ -9,16 +9,17 @@ import torch
 import yaml
 
 import nas
-from nas.deferred_storage import DeferredStorage
-from nas.records import read_trials
+from nas.search.searcher import StudySearcher
 from nas.search_spaces import complexity, load_space, space_names
 from nas.search_spaces.sampler import flops_range
-from nas.searcher import StudySearcher
-from nas.storage import open_storage
-from nas.study import Driver, fingerprint, new_settings, open_search_study
+from nas.study.lifecycle import fingerprint, new_settings, open_search_study
+from nas.study.liveness import Driver
+from nas.study.records import read_trials
+from nas.study.storage import open_storage
+from nas.study.writer import DeferredStorage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_exported_file_retrains(study_db, cli, tmp_path):
 
 
 def _member(number, accuracy, flops, n_params=1):
-    from nas.records import TrialRecord
+    from nas.study.records import TrialRecord
 
     return TrialRecord(number=number, state="COMPLETE", outcome="complete", values=(accuracy, flops), params={},
                        feasible=True, attrs={"accuracy": accuracy, "flops": flops, "n_params": n_params})

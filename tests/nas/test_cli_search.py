@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 
 
 def _free_port():
@@ -90,7 +90,7 @@ def test_every_option_reaches_search_options():
     import argparse
 
     from nas.cli import build_parser
-    from nas.driver import SearchOptions
+    from nas.search.options import SearchOptions
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["search"]

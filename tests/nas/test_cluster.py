@@ -15,10 +15,10 @@ import optuna
 import pytest
 from real_format_files import write_cifar10
 
-from nas.records import read_trials
+from nas.study.records import read_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-SMALL = Path(__file__).parent / "data" / "small_space.yaml"
+SMALL = Path(__file__).parents[2] / "bench" / "data" / "small_space.yaml"
 FAST = ["--sampler", "random", "--epochs", "1", "--batch-size", "16", "--no-early-stopping"]
 
 

@@ -4,10 +4,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.deferred_storage import DeferredStorage
 from nas.search_spaces import load_space
 from nas.search_spaces.optuna_bridge import suggest_values
-from nas.storage import open_storage
+from nas.study.storage import open_storage
+from nas.study.writer import DeferredStorage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,7 +91,7 @@ def test_a_queued_trial_is_claimed_with_its_owner_in_one_write(url, study_name):
     """A retry queued by enqueue_trial is taken RUNNING together with the driver that took it, so
     another driver never sees it running without an owner (and fails it as orphaned); the queue is
     taken oldest first, once each; a queued trial given back is claimable again."""
-    from nas.records import DRIVER_ATTR
+    from nas.study.records import DRIVER_ATTR
 
     study, storage = _study(url, study_name)
     study.enqueue_trial({"x": 1})
@@ -115,7 +115,7 @@ def test_a_queued_trial_is_claimed_only_as_its_guard_allows(url, study_name):
     """The guard sees the study inside the claim: a queued trial whose architecture runs elsewhere
     stays queued (the next one is taken), a study at its total gives nothing, and one whose
     architecture was trained meanwhile is taken with the reason, to be recorded, not trained."""
-    from nas.records import DRIVER_ATTR
+    from nas.study.records import DRIVER_ATTR
 
     study, storage = _study(url, study_name)
     for x, h in ((1, "busy"), (2, "free")):
@@ -145,7 +145,7 @@ def test_a_new_studys_settings_appear_all_at_once(url, study_name):
     while studies are created sees each study's settings all or none."""
     import threading
 
-    from nas.study import new_settings, open_search_study
+    from nas.study.lifecycle import new_settings, open_search_study
 
     settings = new_settings(space="tiny", space_fingerprint="f", space_resolution=32, budget_low=0.0,
                             budget_high=5e6, dataset="shapes", train_resolution=32, classes=10, train_images=64,
@@ -172,7 +172,7 @@ def test_a_new_studys_settings_appear_all_at_once(url, study_name):
         done.set()
         thread.join()
     if url.startswith("journal"):  # one record per attribute, in order: the reader waits for the last
-        from nas.records import StudySettings
+        from nas.study.records import StudySettings
 
         assert list(settings.to_attrs())[-1] == "created"
         partial = dict(list(settings.to_attrs().items())[:-1])
@@ -187,8 +187,8 @@ def test_an_orphan_is_failed_and_queued_again_in_one_write(url, study_name, monk
     middle (here the write's own fault point raises, as a SIGKILL there would end it) neither is
     written and the trial is still RUNNING, to be recovered again; a trial another driver
     recovered first is left alone."""
-    import nas.deferred_storage as deferred
-    from nas.study import _retry_of
+    import nas.study.writer as deferred
+    from nas.study.requeue import _retry_of
 
     study, storage = _study(url, study_name)
     trial = study.ask()

@@ -8,11 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.fidelity import LINK_ATTR, RankAgreement, rank_agreement
-from nas.records import read_trials
+from nas.search.fidelity import LINK_ATTR, RankAgreement, rank_agreement
+from nas.study.records import read_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 FAST = ["--train-images", "128", "--val-images", "64", "--epochs", "1", "--batch-size", "32", "--no-early-stopping"]
 REFERENCE = ["--epochs", "2", "--train-images", "128", "--val-images", "64"]
 

@@ -1,5 +1,5 @@
-"""The private names of Optuna and Ray that nas relies on live in two adapters (nas.optuna_internals,
-nas.ray_internals), which say in one sentence when the installed library is not the one they were
+"""The private names of Optuna and Ray that nas relies on live in two adapters (nas.study.optuna_internals,
+nas.cluster.ray_internals), which say in one sentence when the installed library is not the one they were
 written for; no other module uses such a name."""
 
 import re
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from nas import optuna_internals, ray_internals
+from nas.cluster import ray_internals
+from nas.study import optuna_internals
 
 ROOT = Path(__file__).resolve().parents[2]
-ADAPTERS = {ROOT / "nas" / "optuna_internals.py", ROOT / "nas" / "ray_internals.py"}
+ADAPTERS = {ROOT / "nas" / "study" / "optuna_internals.py", ROOT / "nas" / "cluster" / "ray_internals.py"}
 
 #: A private module or name of Optuna or Ray by its dotted path (``optuna.storages._rdb``,
 #: ``ray._private.worker``), a private name imported from one of their modules, or one of the
@@ -39,8 +40,8 @@ def unverified(monkeypatch):
 
 def test_a_new_optuna_major_is_named_and_refused_at_first_use(monkeypatch, unverified):
     monkeypatch.setattr(optuna_internals.INTERNALS, "version", lambda: "6.0.0")
-    sentence = ("optuna 6.0.0 is installed but nas.optuna_internals was written for Optuna 5; pin optuna<6 or "
-                "update nas/optuna_internals.py")
+    sentence = ("optuna 6.0.0 is installed but nas.study.optuna_internals was written for Optuna 5; pin optuna<6 or "
+                "update nas/study/optuna_internals.py")
     assert optuna_internals.check() == [sentence]
     with pytest.raises(RuntimeError) as exc:
         optuna_internals.rdb_models()
@@ -58,13 +59,14 @@ def test_a_changed_table_model_is_named(monkeypatch, unverified):
     monkeypatch.setattr(models, "TrialModel", TrialModel)
     monkeypatch.setattr(optuna_internals.INTERNALS, "version", lambda: "5.9.0")
     assert optuna_internals.check() == [
-        "optuna 5.9.0 is installed and nas.optuna_internals was written for Optuna 5 (tested with 5.1.0), but its "
-        "private table models changed (TrialModel has no column 'number'); install optuna==5.1.0 or update "
-        "nas/optuna_internals.py"]
+        "optuna 5.9.0 is installed and nas.study.optuna_internals was written for Optuna 5 (tested with 5.1.0), "
+        "but its private table models changed (TrialModel has no column 'number'); install optuna==5.1.0 or update "
+        "nas/study/optuna_internals.py"]
     optuna_internals.frozen_copy(_frozen())  # its other names are as written for: their functions still work
     monkeypatch.setattr(optuna_internals.INTERNALS, "version", lambda: "6.0.0")
-    sentence = ("optuna 6.0.0 is installed but nas.optuna_internals was written for Optuna 5: its private table "
-                "models changed (TrialModel has no column 'number'); pin optuna<6 or update nas/optuna_internals.py")
+    sentence = ("optuna 6.0.0 is installed but nas.study.optuna_internals was written for Optuna 5: its private "
+                "table models changed (TrialModel has no column 'number'); pin optuna<6 or update "
+                "nas/study/optuna_internals.py")
     assert optuna_internals.check() == [sentence]
     with pytest.raises(RuntimeError, match=re.escape(sentence)):
         optuna_internals.rdb_models()
@@ -86,26 +88,28 @@ def test_a_changed_ray_is_named(monkeypatch, unverified):
     monkeypatch.delattr(Node, "get_session_dir_path")
     monkeypatch.setattr(ray_internals.INTERNALS, "version", lambda: "2.99.0")
     problems = ray_internals.check()
-    assert problems == ["ray 2.99.0 is installed and nas.ray_internals was written for Ray 2 (tested with 2.60.0), "
-                        "but its session folder accessor (ray._private.worker.global_worker.node) changed (Node has "
-                        "no get_session_dir_path); install ray==2.60.0 or update nas/ray_internals.py"], problems
+    assert problems == ["ray 2.99.0 is installed and nas.cluster.ray_internals was written for Ray 2 (tested with "
+                        "2.60.0), but its session folder accessor (ray._private.worker.global_worker.node) changed "
+                        "(Node has no get_session_dir_path); install ray==2.60.0 or update "
+                        "nas/cluster/ray_internals.py"], problems
     with pytest.raises(RuntimeError, match="Node has no get_session_dir_path"):
         ray_internals.session_dir()
     monkeypatch.setattr(ray_internals.INTERNALS, "version", lambda: "3.0.0")
-    assert ray_internals.check()[0].startswith("ray 3.0.0 is installed but nas.ray_internals was written for Ray 2: ")
-    assert ray_internals.check()[0].endswith("; pin ray[tune]<3 or update nas/ray_internals.py")
+    assert ray_internals.check()[0].startswith(
+        "ray 3.0.0 is installed but nas.cluster.ray_internals was written for Ray 2: ")
+    assert ray_internals.check()[0].endswith("; pin ray[tune]<3 or update nas/cluster/ray_internals.py")
 
 
 def test_importing_an_adapter_under_another_major_logs_and_does_not_raise():
     probe = ("import importlib.metadata as m; real = m.version\n"
              "m.version = lambda d: '6.0.0' if d == 'optuna' else '3.0.0' if d == 'ray' else real(d)\n"
-             "import nas.optuna_internals as o, nas.ray_internals as r\n"
+             "import nas.study.optuna_internals as o, nas.cluster.ray_internals as r\n"
              "print(len(o.INTERNALS.at_import), len(r.INTERNALS.at_import))\n")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["1", "1"]
-    assert "optuna 6.0.0 is installed but nas.optuna_internals was written for Optuna 5" in run.stderr
-    assert "ray 3.0.0 is installed but nas.ray_internals was written for Ray 2" in run.stderr
+    assert "optuna 6.0.0 is installed but nas.study.optuna_internals was written for Optuna 5" in run.stderr
+    assert "ray 3.0.0 is installed but nas.cluster.ray_internals was written for Ray 2" in run.stderr
 
 
 def test_no_other_module_uses_a_private_name_of_optuna_or_ray():
@@ -117,8 +121,8 @@ def test_no_other_module_uses_a_private_name_of_optuna_or_ray():
             text = path.read_text()
             for m in PRIVATE.finditer(text):
                 found.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}")
-    assert not found, ("private names of Optuna or Ray belong in nas/optuna_internals.py or nas/ray_internals.py:\n"
-                       + "\n".join(found))
+    assert not found, ("private names of Optuna or Ray belong in nas/study/optuna_internals.py or "
+                       "nas/cluster/ray_internals.py:\n" + "\n".join(found))
 
 
 def test_the_rule_would_catch_them():
@@ -129,7 +133,7 @@ def test_the_rule_would_catch_them():
         assert PRIVATE.search(line), line
     for line in ("from optuna.storages import RDBStorage", "import ray.tune", "study._study_id", "trial._trial_id",
                  "from optuna.trial import TrialState\n\nfrom nas.x import _mine",
-                 "from nas.optuna_internals import rdb_of"):
+                 "from nas.study.optuna_internals import rdb_of"):
         assert not PRIVATE.search(line), line
 
 

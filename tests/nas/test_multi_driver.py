@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas.records import read_trials
+from nas.study.records import read_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-SMALL = Path(__file__).parent / "data" / "small_space.yaml"
+SMALL = Path(__file__).parents[2] / "bench" / "data" / "small_space.yaml"
 
 
 def _records(storage, study_name):
@@ -72,7 +72,7 @@ def test_two_drivers_finish_one_study_together(backend, tmp_path, study_name, re
 
 
 def _driver_pid(storage, study_name, driver_id):
-    from nas.study import drivers
+    from nas.study.liveness import drivers
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     return drivers(study._storage, study._study_id)[driver_id].pid
@@ -81,7 +81,7 @@ def _driver_pid(storage, study_name, driver_id):
 def test_a_second_driver_on_a_journal_file_is_refused(ray_cluster, tmp_path, cli):
     """A journal file has no transactions: while one driver works on a study there, another is
     refused in one line (here the first is this test process, registered as a live driver)."""
-    from nas.study import Driver
+    from nas.study.liveness import Driver
 
     url = f"journal:{tmp_path / 'j.log'}"
     same = ["--space", SMALL, "--budget", "6M", "--trials", "1", "--storage", url, "--study", "j", "--sampler",

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from nas.pareto import crowding_distance, dominates, hypervolume, non_dominated_sort, pareto_front, to_minimisation
+from nas.common.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    non_dominated_sort,
+    pareto_front,
+    to_minimisation,
+)
 
 
 def _brute_fronts(points):

@@ -2,8 +2,8 @@
 
 import io
 
-from nas.progress import Finished, Progress, Skipped
-from nas.records import TrialRecord
+from nas.search.progress import Finished, Progress, Skipped
+from nas.study.records import TrialRecord
 
 
 def _record(number: int, outcome: str) -> TrialRecord:

@@ -11,7 +11,7 @@ import psutil
 
 DRIVER = textwrap.dedent("""
     import os, subprocess, sys
-    from nas.reaper import Reaper
+    from nas.cluster.reaper import Reaper
 
     reaper = Reaper(every_s=3600)  # the list never gets there: only the mark can find the process
     with reaper.marking():
@@ -58,7 +58,7 @@ def test_killed_driver_leaves_no_marked_process_and_spares_the_rest():
 
 CLEAN = textwrap.dedent("""
     import subprocess, sys, time
-    from nas.reaper import Reaper
+    from nas.cluster.reaper import Reaper
 
     sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
     before = subprocess.Popen(sleep)  # e.g. a dashboard the embedding program started first

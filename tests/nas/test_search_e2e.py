@@ -7,11 +7,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.records import read_settings, read_trials
 from nas.search_spaces import load_space
+from nas.study.records import read_settings, read_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 FAST = ["--train-images", "128", "--val-images", "64", "--epochs", "2", "--batch-size", "32", "--no-early-stopping"]
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from nas.records import OBJECTIVES, front, read_settings, read_trials
-from nas.stopping import MOASHA
+from nas.stopping.rule import MOASHA
+from nas.study.records import OBJECTIVES, front, read_settings, read_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 # One trial at a time: the order in which trials reach a rung is then the trial order, so the
 # rule's decisions can be replayed from the study alone.
 ARGS = ["--space", TINY, "--budget", "5M", "--trials", "5", "--sampler", "random", "--seed", "2",
@@ -73,7 +73,7 @@ def _check_optuna_dashboard(db, pruned_numbers):
     import optuna_dashboard
     from werkzeug.test import Client
 
-    from nas.storage import open_storage
+    from nas.study.storage import open_storage
 
     client = Client(optuna_dashboard.wsgi(open_storage(str(db), create=False)))
     study_id = json.loads(client.get("/api/studies").data)["study_summaries"][0]["study_id"]

@@ -8,18 +8,19 @@ import pytest
 from optuna.samplers import BaseSampler
 from optuna.trial import TrialState
 
-from nas import searcher as searcher_module
-from nas.deferred_storage import DeferredStorage
-from nas.records import read_trials
+from nas.search import searcher as searcher_module
+from nas.search.searcher import StudySearcher
 from nas.search_spaces import load_space
 from nas.search_spaces.optuna_bridge import suggest_values
-from nas.searcher import StudySearcher
-from nas.storage import open_storage
-from nas.study import Driver, open_search_study
-from nas.study import new_settings as make_settings
+from nas.study.lifecycle import new_settings as make_settings
+from nas.study.lifecycle import open_search_study
+from nas.study.liveness import Driver
+from nas.study.records import read_trials
+from nas.study.storage import open_storage
+from nas.study.writer import DeferredStorage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-TINY = Path(__file__).parent / "data" / "tiny_space.yaml"
+TINY = Path(__file__).parents[2] / "bench" / "data" / "tiny_space.yaml"
 BUDGET = 5e6  # 5 of the 8 tiny architectures fit
 
 
@@ -210,7 +211,7 @@ def test_a_killed_driver_is_dead_before_its_parent_reaps_it():
     import sys
     import time
 
-    from nas.study import DriverRecord, _machine, _process_start
+    from nas.study.liveness import DriverRecord, _machine, _process_start
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -237,11 +238,11 @@ def test_a_driver_in_another_pid_namespace_is_judged_by_its_heartbeat():
     import sys
     import time
 
-    from nas.study import STALE_S, DriverRecord, _machine
+    from nas.study.liveness import STALE_S, DriverRecord, _machine
 
     if shutil.which("unshare") is None:
         pytest.skip("no unshare(1) to start a process in a PID namespace of its own")
-    probe = ("import json, os; from nas.study import _machine, _process_start; "
+    probe = ("import json, os; from nas.study.liveness import _machine, _process_start; "
              "print(json.dumps([_machine(), os.getpid(), _process_start(os.getpid())]))")
     run = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", probe],
                          capture_output=True, text=True, timeout=60)
@@ -289,9 +290,9 @@ def test_a_survivor_trains_a_dead_drivers_trial_instead_of_finishing_short(tmp_p
 def test_weights_are_kept_for_the_front_only(ray_cluster, tmp_path):
     """Weights a worker handed over are kept while their trial is on the front: a trial pushed off
     later has its file removed (and export says why), a dominated one is never written."""
+    from nas.common.errors import UserError
     from nas.export import weights_bytes
-    from nas.search_spaces.errors import UserError
-    from nas.weights import WeightsKeeper
+    from nas.search.weights import WeightsKeeper
 
     s, study, _ = _make(tmp_path, [SMALL2, SMALL, params(1, 32, 8)])  # 2.8M, 2.4M, 3.9M FLOPs
     s.weights = keeper = WeightsKeeper(tmp_path / "artifacts", "nas-weights-test-front")
@@ -358,7 +359,7 @@ def test_a_retry_is_never_held_behind_itself(tmp_path):
     """A retry queued while its architecture still runs under a driver that died is not claimed
     (and so never sits RUNNING here, waiting on itself): once the orphan is failed, the retry
     trains, and the study's total is met."""
-    from nas.study import enqueue_retry
+    from nas.study.requeue import enqueue_retry
 
     s, study, _ = _make(tmp_path, [SMALL2, params(1, 32, 8)], target=2)
     orphan = _dead_drivers_trial(tmp_path, SMALL)  # still RUNNING: its driver is not yet found dead

@@ -1,4 +1,4 @@
-"""The MO-ASHA rule (nas.stopping) on hand-made rungs whose outcome is known."""
+"""The MO-ASHA rule (nas.stopping.rule) on hand-made rungs whose outcome is known."""
 
 import json
 import math
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from nas.search_spaces.errors import UserError
-from nas.stopping import CONTINUE, MOASHA, STOP, keep_count, rung_epochs
+from nas.common.errors import UserError
+from nas.stopping.rule import CONTINUE, MOASHA, STOP, keep_count, rung_epochs
 
 ACC_FLOPS = dict(objectives=("accuracy", "flops"), maximise=(True, False))
 
@@ -223,7 +223,7 @@ def test_argument_errors_are_one_line(kwargs, message):
                                                   (30, 7, [7, 21])])
 def test_first_rung_defaults_to_a_quarter_of_the_schedule(epochs, grace, rungs):
     # epoch 1 of 9 ranked noise on the recorded curves (BENCHMARKS.md): the first rung waits
-    from nas.driver import SearchOptions, early_stopping_for
+    from nas.search.options import SearchOptions, early_stopping_for
 
     notes = []
     es = early_stopping_for(SearchOptions(space="resnest", budget="4G"), epochs, notes)

@@ -1,4 +1,4 @@
-"""The MO-ASHA scheduler (nas.stopping_tune) inside real Ray Tune runs of synthetic learning curves."""
+"""The MO-ASHA scheduler (nas.stopping.tune_scheduler) inside real Ray Tune runs of synthetic learning curves."""
 
 import random
 import threading
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from nas.stopping import MOASHA, STOP
+from nas.stopping.rule import MOASHA, STOP
 
 tune = pytest.importorskip("ray.tune")
 
-from nas.stopping_tune import ConfigKey, MOASHAScheduler  # noqa: E402
+from nas.stopping.tune_scheduler import ConfigKey, MOASHAScheduler  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ import time
 import optuna
 import pytest
 
-from nas.search_spaces.errors import UserError
-from nas.storage import open_storage, parse_storage
+from nas.common.errors import UserError
+from nas.study.storage import open_storage, parse_storage
 
 
 def test_plain_path_is_an_sqlite_file_in_wal_mode(tmp_path):
@@ -121,10 +121,11 @@ def test_heartbeats_on_a_database_server_go_by_its_clock(postgres_url, study_nam
     its running trial is not failed as orphaned."""
     from optuna.trial import TrialState
 
-    from nas.deferred_storage import DeferredStorage
-    from nas.records import DRIVER_ATTR
-    from nas.storage import clock
-    from nas.study import Driver, drivers, recover_orphans
+    from nas.study.liveness import Driver, drivers
+    from nas.study.records import DRIVER_ATTR
+    from nas.study.requeue import recover_orphans
+    from nas.study.storage import clock
+    from nas.study.writer import DeferredStorage
 
     storage = DeferredStorage(optuna.storages.get_storage(open_storage(postgres_url)))
     study = optuna.create_study(study_name=study_name, storage=storage)

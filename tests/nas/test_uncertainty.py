@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from nas.progress import front_header, front_rows
-from nas.records import TrialRecord, noise_neighbours, standard_error, within_noise
+from nas.search.progress import front_header, front_rows
+from nas.study.records import TrialRecord, noise_neighbours, standard_error, within_noise
 
 
 def _rec(number, acc, flops, n=1000):

@@ -100,7 +100,7 @@ def test_build_model_takes_what_a_user_has(tmp_path):
 
 
 def test_weights_that_do_not_fit_are_one_line(tmp_path):
-    from nas.search_spaces.errors import UserError
+    from nas.common.errors import UserError
 
     model = build_model("resnext11_2x8d")
     torch.save(model.state_dict(), tmp_path / "w.pt")

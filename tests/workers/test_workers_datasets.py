@@ -7,7 +7,7 @@ import pytest
 import torch
 from real_format_files import write_cifar10, write_cifar100, write_imagefolder
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 from nas.workers import datasets as ds
 from nas.workers.datasets import generate_shapes, load_dataset
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 from nas.workers import engine
 from nas.workers.engine import EpochRecord, Schedule, StopTraining, augment_batch, evaluate, save_weights, train
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 from nas.workers.latency import measure_latency
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///nas.db"
 SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -327,7 +327,7 @@ def clock(storage: Any) -> float:
     server's (drivers on several machines write and judge heartbeats by it, so a machine whose clock
     is off by a minute neither looks dead nor keeps a dead driver alive); this machine's for a file
     (SQLite, journal), whose drivers share a machine."""
-    from nas.optuna_internals import rdb_of
+    from nas.study.optuna_internals import rdb_of
 
     rdb, inner = None, storage
     # nas's own wrappers (DeferredStorage's _rdb and backend, Retrying's _storage) around the storage;

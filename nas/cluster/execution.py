@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 # Read by Ray Tune when it is imported or a Tuner is built: set before either.
 _TUNE_ENV = {
@@ -61,7 +61,7 @@ class Cluster:
     nodes: int
     owned: bool  # started by this process: shut it down at the end
     resources: dict[str, float] = field(default_factory=dict)  # every resource of the cluster, in total
-    reaper: Any = None  # for an owned cluster: ends its processes if this driver dies (nas.reaper)
+    reaper: Any = None  # for an owned cluster: ends its processes if this driver dies (nas.cluster.reaper)
 
     def describe(self) -> str:
         where = "local cluster" if self.address is None else f"cluster at {self.address}"
@@ -108,7 +108,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
                 from None
     reaper = None
     if not ray.is_initialized() and not address:
-        from nas.reaper import Reaper
+        from nas.cluster.reaper import Reaper
 
         reaper = Reaper()  # its own session: it outlives this process, however that ends (even in ray.init)
         with reaper.marking():
@@ -204,11 +204,11 @@ def run_tune(searcher: Any, resources: dict[str, float], max_concurrent: int, in
 def _remove_staged_here(pattern: str) -> int:
     """Remove this node's copies of a Tune experiment: Tune stages the experiment's state and every
     trial's working folder under the node's Ray session, beside ``storage_path``; ``pattern`` is
-    where, relative to the session folder (:func:`nas.ray_internals.staged_glob`). Returns how many
+    where, relative to the session folder (:func:`nas.cluster.ray_internals.staged_glob`). Returns how many
     folders went."""
     import glob
 
-    from nas.ray_internals import session_dir
+    from nas.cluster.ray_internals import session_dir
 
     found = glob.glob(os.path.join(session_dir(), pattern))
     for path in found:
@@ -224,7 +224,7 @@ def remove_staged(name: str, timeout_s: float = 10.0) -> int:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from nas.ray_internals import staged_glob
+    from nas.cluster.ray_internals import staged_glob
 
     if not ray.is_initialized():
         return 0

@@ -4,13 +4,13 @@ Optuna's public API is a storage of single-row calls and a ``Study``/``Trial`` p
 as it goes; nas needs a few things it does not offer (each function below says which and why):
 
 * :func:`rdb_models`: Optuna's table models (``optuna.storages._rdb.models``), for the
-  one-transaction writes of :mod:`nas.deferred_storage` and the fast reader of
+  one-transaction writes of :mod:`nas.study.writer` and the fast reader of
   :mod:`nas.dashboards.studies` (SQLAlchemy Core on Optuna's own tables: the ORM calls behind
   ``RDBStorage`` cost a transaction per value and an ORM object per row).
 * :func:`rdb_of`: the ``RDBStorage`` behind Optuna's read cache (``_CachedStorage._backend``).
 * :func:`clear_trials_cache` and :func:`cached_frozen_trial`: the study's per-thread trial cache
   (``study._thread_local.cached_all_trials``) and a trial's own copy of its row
-  (``trial._cached_frozen_trial``), which :mod:`nas.searcher` manages itself because it makes
+  (``trial._cached_frozen_trial``), which :mod:`nas.search.searcher` manages itself because it makes
   trials without ``study.ask()`` and sets their attributes without a deep copy each.
 * :func:`frozen_copy`: a cheap copy of a ``FrozenTrial`` (writes its ``_params``, ``_values``, ...).
 * :func:`constraints_of`: Optuna's reading of a trial's constraints from its system attributes
@@ -29,14 +29,14 @@ touch these names still start. :func:`check` checks every name, importing what i
 returns the problems. Each function checks its own names on first use and raises
 ``RuntimeError`` with the sentence when they are not what this module was written for.
 
-The remaining accepted private attributes, used directly where they are needed (nas/driver.py,
-nas/study.py, nas/fidelity.py, nas/searcher.py, nas/deferred_storage.py, nas/cli/,
+The remaining accepted private attributes, used directly where they are needed (nas/search/run.py,
+nas/study/lifecycle.py, nas/search/fidelity.py, nas/search/searcher.py, nas/study/writer.py, nas/cli/,
 dashboards/studies.py, bench/): ``study._study_id``, ``study._storage`` and ``trial._trial_id``
 (of ``Trial`` and ``FrozenTrial``). Optuna exposes none of them (a study's id only as a query by
 its name, ``storage.get_study_id_from_name``); they are too many and too simple to wrap, a rename
 fails loudly (``AttributeError``) at the first proposal, and :func:`check` checks them too.
 
-:class:`Internals` (the checks) serves :mod:`nas.ray_internals` as well.
+:class:`Internals` (the checks) serves :mod:`nas.cluster.ray_internals` as well.
 """
 
 from __future__ import annotations
@@ -76,13 +76,13 @@ FROZEN_FIELDS = ("_params", "_distributions", "_user_attrs", "_system_attrs", "_
 
 
 class Internals:
-    """The private names one library adapter (this module, :mod:`nas.ray_internals`) relies on, and
+    """The private names one library adapter (this module, :mod:`nas.cluster.ray_internals`) relies on, and
     their checks. ``probe`` registers a check: it returns None when the names are as written for, else
     what differs; the library module it looks into decides whether it runs at import (only if that
     module is imported already, so the check costs no import)."""
 
     def __init__(self, dist: str, title: str, module: str, written_for: int, tested: str, pin: str) -> None:
-        self.dist, self.title, self.module = dist, title, module  # "optuna", "Optuna", "nas.optuna_internals"
+        self.dist, self.title, self.module = dist, title, module  # "optuna", "Optuna", "nas.study.optuna_internals"
         self.written_for, self.tested, self.pin = written_for, tested, pin
         self.probes: dict[str, tuple[str, str, Callable[[], str | None]]] = {}  # name -> (what, module, probe)
         self.verified: set[str] = set()

@@ -5,9 +5,9 @@ the inspection commands, the dashboards and export read it through this module. 
 below are the schema; the modules that write and read them spell most of them as string
 literals (``"arch_hash"``, ``"outcome"``...) rather than importing them, and a few are named
 only by the module that owns them: ``fidelity_of`` (a study and trial user attribute,
-:mod:`nas.fidelity`), ``weights`` (a trial user attribute) and ``artifacts:<id>`` (Optuna's
-artifact record, a trial system attribute; both :mod:`nas.weights`), ``nas:write`` (a trial
-system attribute, :mod:`nas.deferred_storage`) and ``synthetic`` (a study user attribute,
+:mod:`nas.search.fidelity`), ``weights`` (a trial user attribute) and ``artifacts:<id>`` (Optuna's
+artifact record, a trial system attribute; both :mod:`nas.search.weights`), ``nas:write`` (a trial
+system attribute, :mod:`nas.study.writer`) and ``synthetic`` (a study user attribute,
 ``bench/synthetic_study.py``). The ``constraints:<name>`` and ``fixed_params`` trial system
 attributes are Optuna's own.
 
@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nas.pareto import non_dominated_sort, pareto_front, to_minimisation
+from nas.common.pareto import non_dominated_sort, pareto_front, to_minimisation
 
 # ---- objectives ------------------------------------------------------------------------------
 
@@ -64,6 +64,9 @@ OBJECTIVES: dict[str, tuple[bool, str]] = {
     "params": (False, "parameters"),
     "latency": (False, "ms per image at batch 1 on the trial's device"),
 }
+
+#: objective -> the trial attribute that holds it (for pruned and infeasible trials too, which have no values)
+OBJECTIVE_ATTRS = {"accuracy": "accuracy", "flops": "flops", "params": "n_params", "latency": "latency_ms"}
 
 # ---- outcomes --------------------------------------------------------------------------------
 
@@ -128,8 +131,16 @@ class StudySettings:
         return {"train_images": self.train_images, "val_images": self.val_images, "epochs": self.epochs,
                 "batch_size": self.batch_size}
 
+    @property
+    def rungs(self) -> list[int]:
+        """The early-stopping rung epochs (none when early stopping is off)."""
+        from nas.stopping.rule import rung_epochs
+
+        es = self.early_stopping or {}
+        return rung_epochs(int(es["grace"]), int(es["eta"]), self.epochs) if es else []
+
     def budget_text(self) -> str:
-        from nas.search_spaces.units import format_flops
+        from nas.common.units import format_flops
 
         if self.budget_low > 0:
             return f"{format_flops(self.budget_low)} - {format_flops(self.budget_high)}"
@@ -196,7 +207,7 @@ def _early_stopping(stored: dict[str, Any] | None) -> dict[str, Any] | None:
     gate: the gate only keeps a rung from stopping on noise."""
     if stored is None or "gate_curves" in stored:
         return stored
-    from nas.stopping import GATE_MIN_CURVES
+    from nas.stopping.rule import GATE_MIN_CURVES
 
     return {**stored, "gate_curves": GATE_MIN_CURVES}
 
@@ -265,8 +276,7 @@ class TrialRecord:
     def objective(self, name: str) -> float | None:
         """An objective's value: from ``values`` for complete trials, else from the attributes
         (a pruned or infeasible trial keeps what is known of it there)."""
-        key = {"accuracy": "accuracy", "flops": "flops", "params": "n_params", "latency": "latency_ms"}[name]
-        v = self.attrs.get(key)
+        v = self.attrs.get(OBJECTIVE_ATTRS[name])
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ for training (written RUNNING). :meth:`update` writes a running trial's attribut
 values in one transaction too. Everything else passes straight through.
 
 On an RDB backend the one-transaction writes are SQLAlchemy Core statements on Optuna's own
-tables (its private models, through :mod:`nas.optuna_internals`: the schema stays Optuna's,
+tables (its private models, through :mod:`nas.study.optuna_internals`: the schema stays Optuna's,
 migrations included; the ORM's session and unit of work cost more than the writes) and skip the
 per-parameter distribution checks, which the driver makes once per study instead (the study's
 space fingerprint). Other backends (the journal file) take
@@ -40,12 +40,12 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.fault_points import point
-from nas.optuna_internals import frozen_copy, rdb_models, rdb_of
-from nas.storage import Retrying, with_retries
+from nas.cluster.fault_points import point
+from nas.study.optuna_internals import frozen_copy, rdb_models, rdb_of
+from nas.study.storage import Retrying, with_retries
 
 if TYPE_CHECKING:
-    from nas.optuna_internals import FrozenStudy
+    from nas.study.optuna_internals import FrozenStudy
 
 #: The system attribute holding the token of the write that created a trial (idempotent retries).
 WRITE_TOKEN = "nas:write"
@@ -104,7 +104,7 @@ class DeferredStorage(BaseStorage):
         trains elsewhere), ``target`` claims nothing (the study has what it wants), and any other
         reason (``trained N``) is claimed all the same, to be recorded rather than trained. Returns
         ``(trial id, reason)``, or ``None`` when nothing is claimed."""
-        if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
+        if self._rdb is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
             trials = self.backend.get_all_trials(study_id, deepcopy=False)
             view = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS}) for t in trials]
             waiting = [(t._trial_id, t.number) for t in trials if t.state == TrialState.WAITING]
@@ -209,7 +209,7 @@ class DeferredStorage(BaseStorage):
         place, in one transaction: a driver that dies, or a connection that drops, at any moment leaves
         both done or neither (the trial still RUNNING, to be recovered again). Returns the queued
         trial's number, or ``None`` when the trial had finished already (another driver recovered it)."""
-        if self._rdb is None:  # the journal: one driver at a time (nas.driver refuses a second one)
+        if self._rdb is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
             try:
                 for key, value in user_attrs.items():
                     self.backend.set_trial_user_attr(trial_id, key, value)

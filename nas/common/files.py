@@ -14,7 +14,7 @@ from typing import IO
 
 import yaml
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 
 def read_user_text(path: str | os.PathLike[str]) -> str:
@@ -53,3 +53,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before anything is written, an output path that cannot be written: one line that
+    starts with ``what`` (``--output``, ``cannot write report``...)."""
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{what} {path}: it is a folder; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"{what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{what} {path}: not writable")
+    return path

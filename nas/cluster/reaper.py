@@ -18,7 +18,7 @@ processes that are still the same processes (PID and start time match) and every
 then kills those that did not exit. It ignores SIGINT, so a Ctrl-C in the terminal does not stop
 it first.
 
-    python -m nas.reaper TOKEN   # reads the list on stdin (started by nas.execution)
+    python -m nas.cluster.reaper TOKEN   # reads the list on stdin (started by nas.cluster.execution)
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Reaper:
     def __init__(self, every_s: float = 0.2) -> None:
         self.token = uuid.uuid4().hex
         self._lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, "-m", "nas.reaper", self.token], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "nas.cluster.reaper", self.token], stdin=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                                      start_new_session=True)
         self._known: set[int] = set()

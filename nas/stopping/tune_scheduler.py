@@ -1,4 +1,4 @@
-"""MO-ASHA as a Ray Tune trial scheduler: the adapter between Tune's results and :class:`nas.stopping.MOASHA`.
+"""MO-ASHA as a Ray Tune trial scheduler: the adapter between Tune's results and :class:`nas.stopping.rule.MOASHA`.
 
 Tune's own schedulers rank one metric; this one hands each result's objective vector to the
 multi-objective rule and turns its answer into ``CONTINUE``/``STOP``. What it relies on (Ray 2.60,
@@ -12,7 +12,7 @@ multi-objective rule and turns its answer into ``CONTINUE``/``STOP``. What it re
   decision, so nothing needs undoing here.
 * Tune checks ``scheduler.metric`` against every result: it stays None (the objectives are the
   rule's business; failure results without an accuracy must not raise), through Tune's private
-  ``_metric`` (:func:`nas.ray_internals.unset_metric`).
+  ``_metric`` (:func:`nas.cluster.ray_internals.unset_metric`).
 * The Tuner pickles its ``TuneConfig``, this scheduler included, with cloudpickle when it is
   constructed: the ``on_stop`` hook is left out of that copy (it may hold a study or a lock); the
   key function must pickle (a lambda does; :class:`ConfigKey` does).
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from nas.ray_internals import unset_metric
-from nas.stopping import MOASHA, STOP
+from nas.cluster.ray_internals import unset_metric
+from nas.stopping.rule import MOASHA, STOP
 from nas.workers.contract import FinalReport
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _trial_id(trial: Trial) -> Hashable:
 
 
 class MOASHAScheduler(FIFOScheduler):
-    """A Tune scheduler that stops trials by the MO-ASHA rule (:mod:`nas.stopping`).
+    """A Tune scheduler that stops trials by the MO-ASHA rule (:mod:`nas.stopping.rule`).
 
     :param rule: the rule (its objectives name the result keys it reads).
     :param key: trial -> the rule's trial key; the Tune trial id by default. The search driver keys
@@ -108,7 +108,7 @@ class MOASHAScheduler(FIFOScheduler):
         if result.get(self._final_attr):
             final = FinalReport.from_result(result)
             if self.rule.gate is not None and final.status == "ok":
-                # A curve trained to the end: evidence of how well each rung ranks (nas.stopping.RungGate).
+                # A curve trained to the end: evidence of how well each rung ranks (nas.stopping.rule.RungGate).
                 self.rule.gate.add_curve(self._key(trial), {c["epoch"]: c.get("accuracy")
                                                             for c in final.curve if c.get("epoch")})
             return TrialScheduler.CONTINUE

@@ -9,7 +9,7 @@ another training seed, as a *linked study* in the same storage, and compares the
 * the top-k overlap (k a quarter of the sample): how many of the reference's best the proxy found;
 * regret: the reference accuracy of the proxy's best pick against the reference's best.
 
-The linked study is an ordinary study made by the search driver (:func:`nas.driver.run_search`)
+The linked study is an ordinary study made by the search driver (:func:`nas.search.run.run_search`)
 with the parent's space, budget and dataset and the new fidelity; the sample is queued into it
 (:func:`nas.study.enqueue_architectures`), so it trains through Ray like any search, resumes
 after any interruption and a second run reuses what is done.
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
 
 #: Study user attribute of a linked study: ``{"study": parent name, "trials": {arch_hash: parent number}}``.
 LINK_ATTR = "fidelity_of"
@@ -121,7 +121,7 @@ def image_epochs(epochs: int, train_images: int | None, n_train: int) -> int:
 
 def trained_candidates(records: Sequence[Any]) -> list[Any]:
     """The candidates whose accuracy is a full-schedule result: complete, feasible, not duplicates."""
-    from nas.records import COMPLETE
+    from nas.study.records import COMPLETE
 
     return [r for r in records if r.outcome == COMPLETE and r.feasible and r.accuracy is not None
             and r.get("arch_hash")]
@@ -131,7 +131,7 @@ def choose_sample(records: Sequence[Any], objectives: Sequence[str], k_random: i
                   seed: int = 0) -> list[Any]:
     """The front plus ``k_random`` other trained candidates (all of them when ``None``), the same on
     every run with the same study (seeded), front first."""
-    from nas.records import front
+    from nas.study.records import front
 
     done = trained_candidates(records)
     members = {r.number for r in front(records, objectives)}
@@ -150,7 +150,7 @@ def _space_option(settings: Any, source: str | None, folder: Path) -> str:
     """A ``--space`` value that reads back as the parent's exact space: its built-in name when the
     text matches, else the stored text written to a file in ``folder``."""
     from nas.search_spaces.registry import load_space
-    from nas.study import fingerprint
+    from nas.study.lifecycle import fingerprint
 
     try:
         load_space(settings.space)
@@ -178,7 +178,7 @@ def _budget_option(settings: Any) -> str:
 def check_fidelity(study: Any, args: Any) -> tuple[Any, Reference, list[Any], int]:
     """Everything ``nas fidelity`` checks before it trains: the parent's settings, the sample, and a
     reference above the study's fidelity (or another seed). One-line errors, nothing written."""
-    from nas.records import read_settings, read_trials
+    from nas.study.records import read_settings, read_trials
 
     settings = read_settings(study)
     if settings is None:
@@ -225,10 +225,11 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
     """``nas fidelity``: retrain a study's sample at the reference fidelity, then compare."""
     import optuna
 
-    from nas.driver import SearchOptions, run_search
-    from nas.records import SPACE_SOURCE_ATTR
-    from nas.storage import open_storage, parse_storage
-    from nas.study import resolve_study_name
+    from nas.search.options import SearchOptions
+    from nas.search.run import run_search
+    from nas.study.lifecycle import resolve_study_name
+    from nas.study.records import SPACE_SOURCE_ATTR
+    from nas.study.storage import open_storage, parse_storage
 
     out = out or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -290,7 +291,7 @@ def compare(storage: Any, parent: str, linked: str) -> FidelityReport:
     """The parent's accuracies against the linked study's, per architecture trained in both."""
     import optuna
 
-    from nas.records import read_trials
+    from nas.study.records import read_trials
 
     proxy = {r.get("arch_hash"): r for r in trained_candidates(read_trials(optuna.load_study(
         study_name=parent, storage=storage)))}
@@ -308,7 +309,7 @@ def compare(storage: Any, parent: str, linked: str) -> FidelityReport:
 
 
 def print_report(report: FidelityReport, out: TextIO) -> None:
-    from nas.text_table import render_table
+    from nas.common.text_table import render_table
 
     print(f"\nfidelity check of study {report.study} (reference: study {report.linked})", file=out)
     if report.rows:
@@ -328,7 +329,7 @@ def reference_accuracies(storage: Any, study_name: str, arch_hash: str) -> list[
     study that retrained it (``nas export`` puts these in a config's provenance)."""
     import optuna
 
-    from nas.records import read_trials
+    from nas.study.records import read_trials
 
     out = []
     for summary in storage.get_all_studies():

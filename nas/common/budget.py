@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nas.search_spaces.errors import UserError
-from nas.search_spaces.units import format_flops
+from nas.common.errors import UserError
+from nas.common.units import format_flops
 
 __all__ = ["ACCEPTED", "Budget", "format_flops", "parse_budget"]
 

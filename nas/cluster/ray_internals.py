@@ -15,7 +15,7 @@ reads another field would make Tune demand a single metric in every result, whic
 report. :func:`check` says which, in one sentence each; ``tests/nas/test_library_internals.py``
 runs it, and ``pyproject.toml`` pins ``ray[tune]<3``.
 
-Checks (:class:`nas.optuna_internals.Internals`, as for Optuna): at import, the installed version
+Checks (:class:`nas.study.optuna_internals.Internals`, as for Optuna): at import, the installed version
 and every private name whose Ray module is already imported (a Ray task that only needs the
 session folder does not import Tune for it); a problem is logged, never raised. :func:`check`
 checks every name, importing what it must; each function checks its own names on first use and
@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from nas.optuna_internals import Internals
+from nas.study.optuna_internals import Internals
 
 __all__ = ["INTERNALS", "TESTED", "WRITTEN_FOR", "check", "session_dir", "staged_glob", "unset_metric"]
 

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nas.storage import StorageURL
+from nas.study.storage import StorageURL
 
 ARTIFACTS_ATTR_PREFIX = "artifacts:"  # Optuna's system-attribute prefix for a trial's artifacts
 

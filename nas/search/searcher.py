@@ -36,12 +36,17 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from nas.deferred_storage import DeferredStorage, Guard, Refused
-from nas.fault_points import point
-from nas.optuna_internals import cached_frozen_trial, clear_trials_cache
-from nas.pareto import dominates, to_minimisation
-from nas.progress import EpochDone, Event, Exhausted, Finished, Interrupted, Orphaned, Skipped, Started
-from nas.records import (
+from nas.cluster.fault_points import planned, point
+from nas.common.pareto import dominates, to_minimisation
+from nas.search.progress import EpochDone, Event, Exhausted, Finished, Interrupted, Orphaned, Skipped, Started
+from nas.search.weights import WeightsKeeper
+from nas.search_spaces.complexity_model import complexity, format_flops
+from nas.search_spaces.config import parse_config
+from nas.search_spaces.optuna_bridge import suggest_values
+from nas.search_spaces.sampler import feasible_architectures
+from nas.search_spaces.space import SearchSpace
+from nas.study.optuna_internals import cached_frozen_trial, clear_trials_cache
+from nas.study.records import (
     COMPLETE,
     CONSTRAINT_HIGH,
     CONSTRAINT_LOW,
@@ -57,15 +62,9 @@ from nas.records import (
     StudySettings,
     TrialRecord,
 )
-from nas.search_spaces.complexity_model import complexity, format_flops
-from nas.search_spaces.config import parse_config
-from nas.search_spaces.optuna_bridge import suggest_values
-from nas.search_spaces.sampler import feasible_architectures
-from nas.search_spaces.space import SearchSpace
-from nas.study import enqueue_retry, recover_orphans
-from nas.weights import WeightsKeeper
+from nas.study.requeue import enqueue_retry, recover_orphans
+from nas.study.writer import DeferredStorage, Guard, Refused
 from nas.workers.contract import EpochReport, FinalReport, TrialRequest, is_final
-from nas.workers.faults import planned
 
 #: Stop proposing after this many proposals in a row that were not worth training (a sampler that
 #: keeps repeating itself, or a budget that leaves little of a large space).
@@ -131,7 +130,7 @@ class StudySearcher(Searcher):
         self.target, self.driver_id, self.spec = target, driver_id, spec
         self.on_event = on_event or (lambda event: None)
         self.weights = weights
-        self.tune_trials: dict[str, Any] = {}  # Tune's trial objects by id (filed by nas.execution)
+        self.tune_trials: dict[str, Any] = {}  # Tune's trial objects by id (filed by nas.cluster.execution)
         self.running: dict[str, Running] = {}  # Tune trial id -> trial
         self.held: list[Held] = []
         self.stall = 0

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from nas.records import (
+from nas.common.units import format_flops, format_params
+from nas.study.records import (
     COMPLETE,
     DUPLICATE,
     FAILED,
@@ -27,9 +28,8 @@ from nas.records import (
     TrialRecord,
     noise_neighbours,
 )
-from nas.records import counts as count_outcomes
-from nas.records import front as pareto_front
-from nas.search_spaces.units import format_flops
+from nas.study.records import counts as count_outcomes
+from nas.study.records import front as pareto_front
 
 # ---- what the searcher tells the progress display ------------------------------------------------
 
@@ -115,7 +115,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_params(n: float | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f}M"
+    return format_params(n)
 
 
 def fmt_acc(a: float | None) -> str:

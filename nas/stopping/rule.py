@@ -1,7 +1,7 @@
 """Multi-objective asynchronous successive halving (MO-ASHA): the early-stopping rule of ``nas search``.
 
 A plain class with no Ray or Optuna import, so it is unit-tested and replayed in milliseconds;
-:mod:`nas.stopping_tune` wraps it as a Ray Tune scheduler.
+:mod:`nas.stopping.tune_scheduler` wraps it as a Ray Tune scheduler.
 
 The rule
 --------
@@ -9,8 +9,8 @@ Rungs sit at ``grace * eta**k`` epochs (k = 0, 1, ...) strictly below the full s
 ``max_epochs``: a trial at its last epoch is complete and never stopped. When a trial reports a
 rung epoch, its objective vector there (accuracy at that epoch plus its constant objectives) is
 recorded at the rung and ranked among every vector recorded at that rung so far, its own included:
-by non-dominated sorting first (:func:`nas.pareto.non_dominated_sort`), then, inside its front, by
-crowding distance (:func:`nas.pareto.crowding_distance`, larger is better). Its *position* is the
+by non-dominated sorting first (:func:`nas.common.pareto.non_dominated_sort`), then, inside its front, by
+crowding distance (:func:`nas.common.pareto.crowding_distance`, larger is better). Its *position* is the
 number of vectors ranked strictly ahead of it: all vectors of better fronts, plus those of its own
 front with a strictly larger crowding distance. With ``n`` vectors at the rung it continues when
 ``position < keep(n)``, where::
@@ -77,8 +77,8 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from nas.pareto import Vector, crowding_distance, dominates, iter_fronts, to_minimisation
-from nas.search_spaces.errors import UserError
+from nas.common.errors import UserError
+from nas.common.pareto import Vector, crowding_distance, dominates, iter_fronts, to_minimisation
 
 __all__ = ["CONTINUE", "STOP", "MOASHA", "RungEvidence", "RungGate", "keep_count", "rung_epochs"]
 
