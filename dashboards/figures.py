@@ -50,7 +50,6 @@ from nas.dashboards.analysis import (
 from nas.dashboards.studies import StudyData
 from nas.study.records import (
     COMPLETE,
-    DUPLICATE,
     FAILED,
     INFEASIBLE,
     INTERRUPTED,
@@ -113,8 +112,7 @@ def _study_label(studies: Sequence[StudyData], s: StudyData) -> str:
 
 
 def _scored(r: TrialRecord) -> bool:
-    """A fully trained, feasible, first-of-its-architecture trial: what fronts, EDFs and bands count."""
-    return r.state == "COMPLETE" and r.feasible and r.outcome != DUPLICATE and r.accuracy is not None
+    return r.scored
 
 
 def _fmt_params(n: float | None) -> str:

@@ -66,21 +66,10 @@ class StudyData:
 
 
 def resolve_names(storage: Any, wanted: Sequence[str] | None, where: str) -> list[str]:
-    """The study names to show: ``wanted`` (each must exist), or the only study in the storage."""
-    import optuna
+    """The study names to show (:func:`nas.study.lifecycle.resolve_study_names`)."""
+    from nas.study.lifecycle import resolve_study_names
 
-    names = optuna.get_all_study_names(storage)
-    if wanted:
-        missing = [w for w in dict.fromkeys(wanted) if w not in names]
-        if missing:
-            known = ", ".join(names) if names else "none"
-            raise UserError(f"no study {', '.join(repr(m) for m in missing)} in {where} (studies: {known})")
-        return list(dict.fromkeys(wanted))
-    if not names:
-        raise UserError(f"{where} holds no study yet (run 'nas search' first)")
-    if len(names) > 1:
-        raise UserError(f"{where} holds {len(names)} studies; pick with --study: {', '.join(names)}")
-    return names
+    return resolve_study_names(storage, wanted, where)
 
 
 def _objectives(study: Any, settings: StudySettings | None) -> tuple[str, ...]:

@@ -120,11 +120,8 @@ def image_epochs(epochs: int, train_images: int | None, n_train: int) -> int:
 
 
 def trained_candidates(records: Sequence[Any]) -> list[Any]:
-    """The candidates whose accuracy is a full-schedule result: complete, feasible, not duplicates."""
-    from nas.study.records import COMPLETE
-
-    return [r for r in records if r.outcome == COMPLETE and r.feasible and r.accuracy is not None
-            and r.get("arch_hash")]
+    """The candidates whose accuracy is a full-schedule result (:attr:`TrialRecord.scored`)."""
+    return [r for r in records if r.scored and r.get("arch_hash")]
 
 
 def choose_sample(records: Sequence[Any], objectives: Sequence[str], k_random: int | None,

@@ -21,6 +21,7 @@ import datetime
 import hashlib
 import time
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -47,19 +48,26 @@ def study_names(storage: Any) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 
-def resolve_study_name(storage: Any, name: str | None) -> str:
-    """``name`` if the storage holds it; with no name, the storage's only study. One-line errors."""
+def resolve_study_names(storage: Any, wanted: Sequence[str] | None, where: str = "this storage") -> list[str]:
+    """The studies a command reads: ``wanted`` (each must exist), or the storage's only study.
+    One-line errors that name what the storage holds. Every command and the dashboards choose so."""
     names = study_names(storage)
-    if name is not None:
-        if name not in names:
-            known = f"; it holds: {', '.join(names)}" if names else "; it holds no study yet"
-            raise UserError(f"no study named {name!r} in this storage{known}")
-        return name
-    if len(names) == 1:
-        return names[0]
+    if wanted:
+        missing = [w for w in dict.fromkeys(wanted) if w not in names]
+        if missing:
+            known = f" (studies: {', '.join(names)})" if names else " (it holds no study yet)"
+            raise UserError(f"no study named {', '.join(repr(m) for m in missing)} in {where}{known}")
+        return list(dict.fromkeys(wanted))
     if not names:
-        raise UserError("this storage holds no study yet (run 'nas search' first)")
-    raise UserError(f"this storage holds {len(names)} studies; pick one with --study: {', '.join(names)}")
+        raise UserError(f"{where} holds no study yet (run 'nas search' first)")
+    if len(names) > 1:
+        raise UserError(f"{where} holds {len(names)} studies; pick one with --study: {', '.join(names)}")
+    return names
+
+
+def resolve_study_name(storage: Any, name: str | None, where: str = "this storage") -> str:
+    """``name`` if the storage holds it; with no name, the storage's only study."""
+    return resolve_study_names(storage, [name] if name is not None else None, where)[0]
 
 
 def _check_settings(study: optuna.Study, name: str, settings: StudySettings) -> None:

@@ -53,7 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nas.common.pareto import non_dominated_sort, pareto_front, to_minimisation
+from nas.common.pareto import pareto_front, to_minimisation
 
 # ---- objectives ------------------------------------------------------------------------------
 
@@ -260,6 +260,12 @@ class TrialRecord:
         return self.outcome in TRAINED
 
     @property
+    def scored(self) -> bool:
+        """What fronts, EDFs, best ranges and fidelity checks count: trained to the end, feasible, the
+        first of its architecture (not a duplicate), with an accuracy."""
+        return self.state == "COMPLETE" and self.feasible and self.outcome != DUPLICATE and self.accuracy is not None
+
+    @property
     def curve(self) -> list[dict[str, Any]]:
         return list(self.attrs.get("curve") or [])
 
@@ -346,20 +352,10 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
 def front(records: Sequence[TrialRecord], objectives: Sequence[str]) -> list[TrialRecord]:
     """The Pareto front: feasible COMPLETE trials, one per architecture (the first trained; a
     duplicate repeats its original's values), sorted by the first objective, best first."""
-    done = [r for r in records if r.state == "COMPLETE" and r.feasible and r.values is not None
-            and r.outcome != DUPLICATE]
+    done = [r for r in records if r.scored and r.values is not None]
     if not done:
         return []
     maximise = [OBJECTIVES[o][0] for o in objectives]
     points = to_minimisation([r.values for r in done], maximise)  # type: ignore[misc]
     members = [done[i] for i in pareto_front(points)]
     return sorted(members, key=lambda r: r.values[0], reverse=maximise[0])  # type: ignore[index]
-
-
-def ranks(records: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[int, int]:
-    """Non-domination rank (0 = the front) of every feasible complete, non-duplicate trial."""
-    done = [r for r in records if r.state == "COMPLETE" and r.feasible and r.values is not None
-            and r.outcome != DUPLICATE]
-    maximise = [OBJECTIVES[o][0] for o in objectives]
-    fronts = non_dominated_sort(to_minimisation([r.values for r in done], maximise))  # type: ignore[misc]
-    return {done[i].number: k for k, f in enumerate(fronts) for i in f}

@@ -58,12 +58,12 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, two_studies, tmp_path, ca
     args = ["dashboard", "--storage", url, "--study", names[0], "-o", target]
     words: tuple[str, ...] = ()
     if case == "unknown":
-        args[4], words = "nope", ("no study 'nope'", "synthetic-resnest")
+        args[4], words = "nope", ("no study named 'nope'", "synthetic-resnest")
     elif case == "empty":
         args[4], words = "synthetic-empty", ("'synthetic-empty' has no trials yet",)
     elif case == "several":
         args = ["dashboard", "--storage", url, "-o", target]
-        words = ("holds 3 studies; pick with --study", "synthetic-empty", names[0], names[1])
+        words = ("holds 3 studies; pick one with --study", "synthetic-empty", names[0], names[1])
     elif case == "no-storage":
         args[2], words = f"sqlite:///{tmp_path / 'typo.db'}", ("no study storage",)
     elif case == "missing-folder":

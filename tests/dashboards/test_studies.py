@@ -57,9 +57,9 @@ def test_journal_storage_reads_through_optuna(synthetic, tmp_path):
 
 def test_choosing_studies(two_studies):
     url, names = two_studies
-    with pytest.raises(UserError, match=r"holds 3 studies; pick with --study: .*synthetic-resnest"):
+    with pytest.raises(UserError, match=r"holds 3 studies; pick one with --study: .*synthetic-resnest"):
         open_sources(url, None)
-    with pytest.raises(UserError, match=r"no study 'nope' in storage .* \(studies: .*synthetic-empty"):
+    with pytest.raises(UserError, match=r"no study named 'nope' in storage .* \(studies: .*synthetic-empty"):
         open_sources(url, ["nope"])
     sources, _ = open_sources(url, [names[1], names[0], names[1]])  # repeats collapse, order kept
     assert [s.name for s in sources] == [names[1], names[0]]
