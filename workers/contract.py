@@ -171,11 +171,14 @@ class EpochReport:
         return asdict(self)
 
     @classmethod
-    def from_result(cls, result: Mapping[str, Any]) -> EpochReport:
+    def from_result(cls, result: Mapping[str, Any]) -> Any:
+        """The report (of this class: a :class:`FinalReport` reads its own fields too) from a Tune result."""
         data = _of(cls, result)
         data.setdefault("trial_number", None)
         data["epoch"] = int(data.get("epoch") or 0)
         data.setdefault("accuracy", None)
+        if "curve" in {f.name for f in fields(cls)}:
+            data["curve"] = list(data.get("curve") or [])
         return cls(**data)
 
     def curve_point(self) -> dict[str, Any]:
@@ -203,15 +206,6 @@ class FinalReport(EpochReport):
     train_activations: float | None = None
     arch_hash: str | None = None
     val_images: int | None = None
-
-    @classmethod
-    def from_result(cls, result: Mapping[str, Any]) -> FinalReport:
-        data = _of(cls, result)
-        data.setdefault("trial_number", None)
-        data["epoch"] = int(data.get("epoch") or 0)
-        data.setdefault("accuracy", None)
-        data["curve"] = list(data.get("curve") or [])
-        return cls(**data)
 
     #: What the study keeps of a final report as trial attributes (besides curve, accuracy, epochs).
     KEPT = ("best_accuracy", "wall_time_s", "images_per_s", "device", "peak_memory_mb", "train_flops",

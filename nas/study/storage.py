@@ -330,13 +330,13 @@ def clock(storage: Any) -> float:
     from nas.study.optuna_internals import rdb_of
 
     rdb, inner = None, storage
-    # nas's own wrappers (DeferredStorage's _rdb and backend, Retrying's _storage) around the storage;
+    # nas's own wrappers (DeferredStorage's _database and backend, Retrying's _storage) around the storage;
     # rdb_of sees through Optuna's read cache around an RDBStorage
     for _ in range(4):
         rdb = None if inner is None else rdb_of(inner)
         if rdb is not None:
             break
-        inner = next((x for x in (getattr(inner, a, None) for a in ("_rdb", "backend", "_storage"))
+        inner = next((x for x in (getattr(inner, a, None) for a in ("_database", "backend", "_storage"))
                       if x is not None), None)
     if rdb is None or rdb.engine.dialect.name not in _SERVER_NOW:
         return time.time()

@@ -60,7 +60,7 @@ class Refused(Exception):  # noqa: N818 -- a decision, not a failure
 
 class DeferredStorage(BaseStorage):
     def __init__(self, backend: BaseStorage) -> None:
-        self._rdb: RDBStorage | None = rdb_of(backend)  # Optuna wraps RDBStorage in a read cache
+        self._database: RDBStorage | None = rdb_of(backend)  # Optuna wraps RDBStorage in a read cache
         self.backend = Retrying(backend)  # a dropped connection is retried, not fatal
         self._pending: dict[int, tuple[int, FrozenTrial]] = {}  # pending id -> (study id, trial)
         self._committed: dict[int, int] = {}  # pending id -> database id, for late callers
@@ -104,7 +104,7 @@ class DeferredStorage(BaseStorage):
         trains elsewhere), ``target`` claims nothing (the study has what it wants), and any other
         reason (``trained N``) is claimed all the same, to be recorded rather than trained. Returns
         ``(trial id, reason)``, or ``None`` when nothing is claimed."""
-        if self._rdb is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
+        if self._database is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
             trials = self.backend.get_all_trials(study_id, deepcopy=False)
             view = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS}) for t in trials]
             waiting = [(t._trial_id, t.number) for t in trials if t.state == TrialState.WAITING]
@@ -126,9 +126,9 @@ class DeferredStorage(BaseStorage):
         from sqlalchemy import select, update
         models = rdb_models()
 
-        assert self._rdb is not None
+        assert self._database is not None
         trials = models.TrialModel.__table__
-        with self._rdb.engine.begin() as conn:  # Core, one transaction (see _insert_once)
+        with self._database.engine.begin() as conn:  # Core, one transaction (see _insert_once)
             _lock_study(conn, study_id)
             if retry:  # the first attempt may have committed before its connection dropped
                 mine = _written(conn, study_id, attrs[WRITE_TOKEN])
@@ -169,7 +169,7 @@ class DeferredStorage(BaseStorage):
     def _update(self, trial_id: int, state: TrialState | None, values: Sequence[float] | None,
                 user_attrs: Mapping[str, Any] | None, system_attrs: Mapping[str, Any] | None) -> None:
         user_attrs, system_attrs = dict(user_attrs or {}), dict(system_attrs or {})
-        if self._rdb is None:
+        if self._database is None:
             for k, v in user_attrs.items():
                 self.backend.set_trial_user_attr(trial_id, k, v)
             for k, v in system_attrs.items():
@@ -181,13 +181,13 @@ class DeferredStorage(BaseStorage):
         models = rdb_models()
 
         trials = models.TrialModel.__table__
-        with self._rdb.engine.begin() as conn:  # Core, one transaction (see _insert_once)
+        with self._database.engine.begin() as conn:  # Core, one transaction (see _insert_once)
             row = conn.execute(select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()).first()
             if row is None:
                 raise KeyError(f"no trial with trial_id {trial_id}")
             if state is not None and state.is_finished() and row[0] == state:
                 return  # written already (a retry after a commit whose answer the dropped connection lost)
-            self._rdb.check_trial_is_updatable(trial_id, row[0])
+            self._database.check_trial_is_updatable(trial_id, row[0])
             for model, attrs in ((models.TrialUserAttributeModel, user_attrs),
                                  (models.TrialSystemAttributeModel, system_attrs)):
                 _replace_attrs(conn, model.__table__, trial_id, attrs)
@@ -209,7 +209,7 @@ class DeferredStorage(BaseStorage):
         place, in one transaction: a driver that dies, or a connection that drops, at any moment leaves
         both done or neither (the trial still RUNNING, to be recovered again). Returns the queued
         trial's number, or ``None`` when the trial had finished already (another driver recovered it)."""
-        if self._rdb is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
+        if self._database is None:  # the journal: one driver at a time (nas.search.run refuses a second one)
             try:
                 for key, value in user_attrs.items():
                     self.backend.set_trial_user_attr(trial_id, key, value)
@@ -240,7 +240,7 @@ class DeferredStorage(BaseStorage):
         """Write a whole trial (params, values, attributes, state) in one transaction; returns its
         database id and number. ``also(connection)`` writes more in the same transaction (it may
         refuse, as ``guard`` may)."""
-        if self._rdb is None:
+        if self._database is None:
             if guard is not None:
                 seen = [(t.number, t.state, {k: t.user_attrs.get(k) for k in GUARD_KEYS})
                         for t in self.backend.get_all_trials(study_id, deepcopy=False)]
@@ -261,11 +261,11 @@ class DeferredStorage(BaseStorage):
         from sqlalchemy import func, insert, select, update
         models = rdb_models()
 
-        assert self._rdb is not None
+        assert self._database is not None
         trials = models.TrialModel.__table__
         # SQLAlchemy Core on one connection, one transaction: the ORM's session and unit of work took
         # most of an infeasible proposal's time (one object per attribute, then per statement).
-        with self._rdb.engine.begin() as conn:
+        with self._database.engine.begin() as conn:
             # Take the study's write lock first (a row lock on PostgreSQL, the database's on SQLite,
             # where SELECT ... FOR UPDATE takes none): trial numbers stay unique, and a guard's view
             # cannot change before the write.
@@ -342,15 +342,15 @@ class DeferredStorage(BaseStorage):
         """Set a study's user attributes together: in one transaction on a database, so a driver
         that opens the study an instant after another created it sees all of its settings or none
         (and then waits for them), never half of them taken for other settings."""
-        if self._rdb is None:
+        if self._database is None:
             for key, value in attrs.items():
                 self.backend.set_study_user_attr(study_id, key, value)
             return
         models = rdb_models()
 
         def write() -> None:
-            assert self._rdb is not None
-            with self._rdb.engine.begin() as conn:
+            assert self._database is not None
+            with self._database.engine.begin() as conn:
                 _replace_attrs(conn, models.StudyUserAttributeModel.__table__, study_id, attrs, owner="study_id")
 
         with_retries(write)

@@ -5,7 +5,7 @@ import torch
 
 from nas.search_spaces import build_model, complexity, load_preset, measure, preset_names
 
-# DESIGN.md's reference figures, 1x3x224x224, 1000 classes.
+# The reference figures README.md quotes (Models), 1x3x224x224, 1000 classes.
 REFERENCE = {
     "resnet50": (25_557_032, 4_089_184_256),
     "resnext50_32x4d": (25_028_904, 4_230_479_872),
