@@ -134,7 +134,7 @@ def analyze(data: dict) -> list[dict]:
         for run in runs.values():
             by_fid.setdefault(_key(run["fidelity"]), {})[run["fidelity"]["seed"]] = run
         # the reference: REFERENCE's fidelity (3 x 16,000 images, the whole validation split) once recorded
-        ref_key = next((k for k in by_fid if (k[0], k[1], k[2]) == (3, 16000, None)), None)
+        ref_key = next((k for k in by_fid if (k[0], k[1]) == (3, 16000) and k[2] != 1000), None)
         reference = by_fid[ref_key][min(by_fid[ref_key])]["candidates"] if ref_key else {}
         for key, seeds in sorted(by_fid.items()):
             run0 = seeds[min(seeds)]

@@ -212,10 +212,12 @@ def check_fidelity(study: Any, args: Any) -> tuple[Any, Reference, list[Any], in
     return settings, ref, sample, done
 
 
-def _n_train(settings: Any) -> int:
+def _split_sizes(settings: Any) -> tuple[int, int]:
+    """Training and validation images of the study's dataset."""
     from nas.workers.datasets import load_dataset
 
-    return int(load_dataset(settings.dataset, resolution=settings.train_resolution, seed=0).train_x.shape[0])
+    data = load_dataset(settings.dataset, resolution=settings.train_resolution, seed=0)
+    return int(data.train_x.shape[0]), int(data.val_x.shape[0])
 
 
 def run_fidelity(args: Any, out: TextIO | None = None) -> int:
@@ -235,7 +237,7 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
     name = resolve_study_name(storage, args.study)
     study = optuna.load_study(study_name=name, storage=storage)
     settings, ref, sample, _ = check_fidelity(study, args)
-    n_train = _n_train(settings)
+    n_train, n_val = _split_sizes(settings)
     ours = image_epochs(settings.epochs, settings.train_images, n_train)
     theirs = image_epochs(ref.epochs, ref.train_images, n_train)
     reseeded = ref.train_seed != int(settings.schedule.get("seed", 0))
@@ -251,7 +253,8 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
                                 Path(folder)),
             budget=_budget_option(settings), trials=len(sample), study=linked, storage=storage_url.text,
             dataset=settings.dataset, resolution=settings.train_resolution, epochs=ref.epochs,
-            train_images=ref.train_images, val_images=ref.val_images, batch_size=ref.batch_size, lr=ref.lr,
+            # the whole validation split, said explicitly: a search left to itself validates on its default
+            train_images=ref.train_images, val_images=ref.val_images or n_val, batch_size=ref.batch_size, lr=ref.lr,
             sampler="random", objectives=",".join(settings.objectives), cpus_per_trial=args.cpus_per_trial,
             max_concurrent=args.max_concurrent, address=args.address, train_seed=ref.train_seed,
             device=args.device, early_stopping=False, artifacts=args.artifacts)

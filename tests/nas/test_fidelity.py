@@ -112,6 +112,18 @@ def test_fidelity_retrains_the_sample_in_a_linked_study_and_reuses_it(parent, cl
 
 
 @pytest.mark.slow
+def test_the_default_reference_validates_on_the_whole_split(parent, cli, ray_cluster):
+    """Without --val-images the reference is judged on every validation image, not the search default."""
+    from nas.study.records import read_settings
+
+    code, out, err = cli("fidelity", "--study", "parent", "--storage", parent, "--random", "1",
+                         "--epochs", "2", "--train-images", "128", "--max-concurrent", "1")
+    assert code == 0, err
+    settings = read_settings(_study(parent, "parent@fidelity-e2-n128-vall-b32-s0"))
+    assert settings.val_images == 5000 and "/ 5,000 val images" in out
+
+
+@pytest.mark.slow
 def test_pareto_json_and_export_carry_the_uncertainty_and_the_reference(parent, cli, tmp_path, ray_cluster):
     import json
 
