@@ -189,6 +189,8 @@ def main() -> None:
     a = sub.add_parser("analyze")
     a.add_argument("data", nargs="?", default=str(ROOT / "bench/data/proxy_fidelity.json"))
     a.add_argument("--json", action="store_true")
+    a.add_argument("--write-table", action="store_true",
+                   help="also write the rows the search's plan quotes (nas/search/measured_fidelity.json)")
     args = p.parse_args()
     if args.cmd == "record":
         record(args)
@@ -197,6 +199,15 @@ def main() -> None:
     else:
         rows = analyze(json.loads(Path(args.data).read_text()))
         print(json.dumps(rows, indent=1) if args.json else table(rows))
+        if args.write_table:
+            from nas.search.measured_fidelity import TABLE
+
+            keep = ("space", "epochs", "train_images", "val_images", "batch_size", "lr", "n", "tau", "rho",
+                    "seed_tau", "seed_n", "top_overlap", "regret")
+            TABLE.write_text(json.dumps({"format": "nas-measured-fidelity/1", "source": "bench/proxy_fidelity.py",
+                                         "rows": [{k: r.get(k) for k in keep} for r in rows if not r["reference"]]},
+                                        indent=1) + "\n")
+            print(f"wrote {TABLE}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ What is drawn, and why:
 * the error EDF of each study and its complexity-normalised form (NDS), with the KS statistic
   of each pair;
 * hypervolume after each trial and against compute spent;
-* every learning curve, pruned and failed ones included, with the early-stopping rungs.
+* every learning curve, pruned and failed ones included, with the early-stopping rungs;
+* for each fidelity check of a study (``nas fidelity``: a linked study that retrained a sample of
+  its candidates at a higher fidelity, or with another seed), the study's accuracy against the
+  reference's per architecture, with the check's verdict (:func:`fidelity_panels`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from nas.dashboards.analysis import (
     nds_weights,
     shared_range,
 )
-from nas.dashboards.studies import StudyData
+from nas.dashboards.studies import StudyData, link_of
 from nas.study.records import (
     COMPLETE,
     FAILED,
@@ -62,7 +65,8 @@ from nas.study.records import (
     noise_neighbours,
 )
 
-__all__ = ["DEPTH", "FIGURES", "Dashboard", "build_dashboard", "color_choices"]
+__all__ = ["DEPTH", "FIDELITY_HEADING", "FIGURES", "Dashboard", "FidelityPanel", "build_dashboard", "color_choices",
+           "fidelity_panels"]
 
 #: The figures, in page order: key -> heading.
 FIGURES: dict[str, str] = {
@@ -102,6 +106,9 @@ class Dashboard:
     ks: list[dict[str, Any]]  # one row per pair of studies
     notes: dict[str, str] = field(default_factory=dict)  # figure key -> a sentence on how to read it
     n_trials: int = 0
+    # study name -> its fidelity checks' panels (the report's; the live page reads no checks)
+    fidelity: dict[str, list[FidelityPanel]] = field(default_factory=dict)
+    fidelity_hints: dict[str, str] = field(default_factory=dict)  # study name -> one line, where it has no check
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
@@ -608,6 +615,227 @@ def learning_curves(studies: Sequence[StudyData], cols: int = 2) -> go.Figure:
     return fig
 
 
+# ---- proxy fidelity --------------------------------------------------------------------------------------
+
+#: The report's heading of the fidelity checks' plots.
+FIDELITY_HEADING = "Proxy vs reference accuracy (fidelity checks)"
+FIDELITY_NOTE = ("Each point is an architecture this study trained (x: its accuracy here, at the study's proxy "
+                 "fidelity) that 'nas fidelity' trained again in a linked study (y: its accuracy at the reference "
+                 "fidelity, or with another seed). Points along a rising line: the proxy ranks candidates as the "
+                 "reference does; a shapeless cloud: its ranking, and so the search's front, is noise. Diamonds: "
+                 "on the study's Pareto front; bars: ±1 standard error from the validation size; dashed: y = x.")
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How a study trained its candidates, as a fidelity check compares it."""
+
+    epochs: int | None
+    train_images: int | None  # None: the whole training split
+    seed: int
+    lr: float | None
+
+    @classmethod
+    def of(cls, s: StudyData) -> Fidelity:
+        """From the study's settings; a check without them, from what its link recorded."""
+        from nas.study.agreement import LINK_ATTR
+
+        st = s.settings
+        link = s.attrs.get(LINK_ATTR)
+        ref = (link.get("reference") if isinstance(link, dict) else None) or {}
+        if st is not None:
+            return cls(epochs=st.epochs, train_images=st.train_images, seed=int(st.schedule.get("seed", 0)),
+                       lr=st.schedule.get("lr"))
+        return cls(epochs=ref.get("epochs"), train_images=ref.get("train_images"),
+                   seed=int(ref.get("train_seed") or 0), lr=ref.get("lr"))
+
+    def schedule_text(self) -> str:
+        """``3 epochs × 16,000 images`` (the whole split: ``all images``)."""
+        e = "?" if self.epochs is None else f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
+        n = "all images" if self.train_images is None else f"{self.train_images:,} images"
+        return f"{e} × {n}"
+
+    def text(self, other: Fidelity | None = None) -> str:
+        """``3 epochs × 16,000 images, seed 0`` (and the peak lr where it differs from ``other``'s)."""
+        lr = f", lr {self.lr:g}" if other is not None and self.lr is not None and self.lr != other.lr else ""
+        return f"{self.schedule_text()}, seed {self.seed}{lr}"
+
+
+@dataclass
+class FidelityPanel:
+    """One fidelity check of a study: its accuracies against the linked study's, per architecture."""
+
+    study: str
+    linked: str
+    reseed: bool  # the same fidelity with another seed: the seed-noise check
+    title: str  # what is compared, e.g. "seed 0 vs seed 1 (1 epoch × 2,000 images): the seed noise"
+    names: tuple[str, str]  # the two accuracies' names: ("proxy", "reference"), or ("seed 0", "seed 1")
+    x_label: str
+    y_label: str
+    report: Any  # nas.study.agreement.FidelityReport, exactly as 'nas fidelity' prints it
+    figure: go.Figure
+
+    @property
+    def verdict(self) -> str:
+        return self.report.verdict()
+
+    def statistics(self) -> str:
+        """The rank statistics in one line (empty until enough candidates are trained in both)."""
+        a, out = self.report.agreement, ""
+        first, second = self.names
+        if a is not None:
+            out = (f"Kendall tau {a.kendall_tau:.2f} (p {a.kendall_p:.2g}), Spearman rho {a.spearman_rho:.2f}, "
+                   f"top-{a.top_k} overlap {a.top_overlap:.0%}, regret {a.regret:.2%} (the {second} accuracy "
+                   f"lost by taking the {first}'s best)")
+        if self.report.pending:
+            out += ("; " if out else "") + f"{self.report.pending} of the sample not trained in {self.linked} yet"
+        return out
+
+
+def _fidelity_pairs(parent: StudyData, linked: StudyData) -> list[tuple[TrialRecord, TrialRecord]]:
+    """(proxy, reference) records of each architecture trained in both, as ``fidelity.compare`` pairs
+    them (by ``arch_hash``, among :func:`nas.study.agreement.trained_candidates`), best reference first."""
+    from nas.study.agreement import trained_candidates
+
+    proxy = {r.get("arch_hash"): r for r in trained_candidates(parent.records)}
+    reference = {r.get("arch_hash"): r for r in trained_candidates(linked.records)}
+    pairs = [(proxy[h], reference[h]) for h in proxy if h in reference]
+    pairs.sort(key=lambda pr: -pr[1].accuracy)  # type: ignore[operator]
+    return pairs
+
+
+def _fidelity_report(parent: StudyData, linked: StudyData, pairs: Sequence[tuple[TrialRecord, TrialRecord]]) -> Any:
+    """The :class:`nas.study.agreement.FidelityReport` that ``fidelity.compare`` makes of the same
+    trials (from the records already read: ``compare`` would read the parent study again)."""
+    from nas.study.agreement import LINK_ATTR, MIN_CANDIDATES, FidelityReport, rank_agreement
+
+    rows = [{"number": p.number, "arch": p.get("arch"), "proxy": p.accuracy, "reference": r.accuracy,
+             "reference_trial": r.number} for p, r in pairs]
+    agreement = (rank_agreement([row["proxy"] for row in rows], [row["reference"] for row in rows])
+                 if len(rows) >= MIN_CANDIDATES else None)
+    queued = (linked.attrs.get(LINK_ATTR) or {}).get("trials") or {}
+    pending = max(0, len(queued) - len(rows)) if queued else 0
+    return FidelityReport(study=parent.name, linked=linked.name, rows=rows, agreement=agreement, pending=pending)
+
+
+def _ranks(values: Sequence[float]) -> list[int]:
+    """1 for the highest value (ties by order), as ``rank_agreement`` picks a best."""
+    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    out = [0] * len(values)
+    for rank, i in enumerate(order, 1):
+        out[i] = rank
+    return out
+
+
+def _span(values: Sequence[float], errors: Sequence[float | None]) -> tuple[float, float]:
+    """An axis range holding every value and its error bar, with a margin."""
+    lo = min(v - (e or 0.0) for v, e in zip(values, errors))
+    hi = max(v + (e or 0.0) for v, e in zip(values, errors))
+    pad = max(hi - lo, 0.01) * 0.06
+    return lo - pad, hi + pad
+
+
+def _fmt_acc(acc: float | None, se: float | None) -> str:
+    return "?" if acc is None else f"{acc:.2%}" + ("" if se is None else f" ±{se:.1%}")
+
+
+def fidelity_panel(parent: StudyData, linked: StudyData, members: set[int] | None = None) -> FidelityPanel:
+    """The study's accuracy (x) against a fidelity check's (y), one point per architecture trained in
+    both, titled with the two fidelities and the check's verdict. ``members``: the numbers of the
+    study's Pareto-front trials (drawn as diamonds)."""
+    if members is None:
+        members = {r.number for r in front(parent.records, parent.objectives)}
+    mine, theirs = Fidelity.of(parent), Fidelity.of(linked)
+    reseed = (mine.epochs, mine.train_images) == (theirs.epochs, theirs.train_images) and mine.seed != theirs.seed
+    if reseed:
+        title = f"seed {mine.seed} vs seed {theirs.seed} ({mine.schedule_text()}): the seed noise"
+        x_label, y_label = f"accuracy with seed {mine.seed} (this study)", f"accuracy with seed {theirs.seed}"
+        names = (f"seed {mine.seed}", f"seed {theirs.seed}")
+    else:
+        title = f"proxy ({mine.text(theirs)}) vs reference ({theirs.text(mine)})"
+        x_label = f"proxy accuracy (this study: {mine.schedule_text()})"
+        y_label = f"reference accuracy ({theirs.schedule_text()})"
+        names = ("proxy", "reference")
+    pairs = _fidelity_pairs(parent, linked)
+    report = _fidelity_report(parent, linked, pairs)
+    x = [float(p.accuracy) for p, _ in pairs]  # type: ignore[arg-type]
+    y = [float(r.accuracy) for _, r in pairs]  # type: ignore[arg-type]
+    rank_x, rank_y = _ranks(x), _ranks(y)
+    hovers = []
+    for k, (p, r) in enumerate(pairs):
+        lines = [f"<b>trial {p.number}</b> · retrained as trial {r.number} of {html.escape(linked.name)}",
+                 *architecture_lines(p),
+                 f"{names[0]} {_fmt_acc(p.accuracy, p.accuracy_se)} · {names[1]} {_fmt_acc(r.accuracy, r.accuracy_se)}",
+                 f"rank {rank_x[k]} of {len(pairs)} by the {names[0]}, {rank_y[k]} by the {names[1]}"]
+        if p.number in members:
+            lines.append("on the study's Pareto front")
+        hovers.append("<br>".join(lines))
+    fig = go.Figure()
+    if pairs:
+        se_x = [p.accuracy_se for p, _ in pairs]
+        se_y = [r.accuracy_se for _, r in pairs]
+        # Each axis spans its points (and their error bars), so the y = x guide, clipped to that box,
+        # shows only where it passes the points: through them for a reseed, often not at all for a
+        # reference that trains longer (every accuracy higher: the ranking, not the shift, is the question).
+        span_x, span_y = _span(x, se_x), _span(y, se_y)
+        lo, hi = min(span_x[0], span_y[0]), max(span_x[1], span_y[1])
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                 line={"color": "#999", "dash": "dash", "width": 1}, hoverinfo="skip"))
+        bars = {"type": "data", "thickness": 1, "width": 0, "color": "rgba(31,119,180,0.45)"}
+        on_front = sum(p.number in members for p, _ in pairs)
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="markers", name=f"architectures ({len(pairs)}; {on_front} on the front)",
+            marker={"size": 9, "color": STUDY_COLORS[0], "line": {"width": 0.5, "color": "white"},
+                    "symbol": ["diamond" if p.number in members else "circle" for p, _ in pairs]},
+            error_x={**bars, "array": [s or 0.0 for s in se_x], "visible": any(s is not None for s in se_x)},
+            error_y={**bars, "array": [s or 0.0 for s in se_y], "visible": any(s is not None for s in se_y)},
+            customdata=[[p.number, r.number] for p, r in pairs],
+            hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>"))
+        fig.update_xaxes(range=list(span_x))
+        fig.update_yaxes(range=list(span_y))
+    else:
+        fig.add_annotation(text=html.escape(f"no architecture trained in both studies yet ({report.pending} of the "
+                                            f"sample still to train in {linked.name})"),
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(
+        title={"text": f"{html.escape(title)}<br><sup>verdict: {html.escape(report.verdict())}</sup>",
+               "x": 0, "xanchor": "left", "font": {"size": 15}},
+        height=520, margin={"t": 90, "r": 20, "b": 60, "l": 70}, template="plotly_white",
+        legend={"orientation": "h", "y": -0.14, "x": 0}, hovermode="closest")
+    fig.update_xaxes(title_text=x_label, tickformat=".1%")
+    fig.update_yaxes(title_text=y_label, tickformat=".1%")
+    return FidelityPanel(study=parent.name, linked=linked.name, reseed=reseed, title=title, names=names,
+                         x_label=x_label, y_label=y_label, report=report, figure=fig)
+
+
+def fidelity_hint(s: StudyData) -> str:
+    """One line for a study with no fidelity check: how to make one (or where a check's plot is)."""
+    import shlex
+
+    parent = link_of(s.attrs)
+    if parent is not None:
+        return (f"{s.name} is itself a fidelity check of {parent}: its plot is in {parent}'s report "
+                f"(nas dashboard --study {shlex.quote(parent)}).")
+    return (f"No fidelity check of {s.name} yet: 'nas fidelity --study {shlex.quote(s.name)}' retrains a sample of "
+            f"its candidates at a higher fidelity (add --reseed 1 for the seed noise) and this report then shows "
+            f"whether its ranking holds.")
+
+
+def fidelity_panels(studies: Sequence[StudyData]) -> tuple[dict[str, list[FidelityPanel]], dict[str, str]]:
+    """Each study's fidelity checks (:attr:`StudyData.links`) as panels, references before reseeds,
+    and a one-line hint for each study without one."""
+    panels: dict[str, list[FidelityPanel]] = {}
+    hints: dict[str, str] = {}
+    for s in studies:
+        if not s.links:
+            hints[s.name] = fidelity_hint(s)
+            continue
+        members = {r.number for r in front(s.records, s.objectives)}
+        made = [fidelity_panel(s, linked, members) for linked in s.links]
+        panels[s.name] = sorted(made, key=lambda p: (p.reseed, p.linked))
+    return panels, hints
+
+
 # ---- tables ----------------------------------------------------------------------------------------------
 
 
@@ -691,7 +919,33 @@ def build_dashboard(studies: Sequence[StudyData], color_by: str | None = None, *
     figures["edf"], ks = error_edfs(studies)
     figures["hypervolume"] = hypervolume_progress(studies)
     figures["curves"] = learning_curves(studies)
+    fidelity, hints = fidelity_panels(studies)
+    notes = dict(NOTES)
+    for key in ("effects", "edf"):
+        if key in notes:
+            notes[key] += bias_note(studies)
     return Dashboard(figures=figures, summary=summary_rows(studies), fronts={s.name: front_rows(s) for s in studies},
-                     ks=ks, notes=dict(NOTES), n_trials=sum(len(s.records) for s in studies))
+                     ks=ks, notes=notes, n_trials=sum(len(s.records) for s in studies), fidelity=fidelity,
+                     fidelity_hints=hints)
+
+def bias_note(studies: Sequence[StudyData]) -> str:
+    """The studies whose EDFs and best ranges describe a search's preferences rather than the space."""
+    out = []
+    for s in studies:
+        if s.settings is not None and s.settings.bias():
+            out.append(f" BIASED: {s.name}: " + "; ".join(s.settings.bias()) + ".")
+        elif s.settings is not None:
+            out.append(f" {s.name} is a population (uniform random, one fidelity, no early stopping): unbiased.")
+    return "".join(out)
 
 
+def edf_comparison_figure(comparison: Any) -> go.Figure:
+    """``nas space compare``: the complexity-normalised error EDFs of two populations, with the verdict."""
+    fig = go.Figure()
+    for name, (x, y) in comparison.edfs.items():
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line_shape="hv", name=name,
+                                 hovertemplate="error %{x:.3f}<br>share %{y:.2f}<extra>" + html.escape(name)
+                                 + "</extra>"))
+    fig.update_layout(title=html.escape(comparison.verdict()), xaxis_title="error (1 - accuracy)",
+                      yaxis_title="cumulative share of models (complexity-normalised)", template="plotly_white")
+    return fig

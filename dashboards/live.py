@@ -65,7 +65,8 @@ class LiveBoard:
                 self._read_at = now
                 try:
                     with quiet_gc():
-                        studies = [s.read() for s in self.sources]
+                        # the fidelity checks are the report's (the live page's figures are fixed at start)
+                        studies = [s.read(links=False) for s in self.sources]
                     self.error = None
                 except Exception as exc:  # keep the last figures; say why they are not fresh
                     if self.board is None:

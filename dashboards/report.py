@@ -19,7 +19,7 @@ from typing import Any
 
 from nas.common.errors import UserError
 from nas.common.files import check_writable
-from nas.dashboards.figures import FIGURES, Dashboard
+from nas.dashboards.figures import FIDELITY_HEADING, FIDELITY_NOTE, FIGURES, Dashboard, FidelityPanel
 
 __all__ = ["check_output", "render_report", "write_report"]
 
@@ -35,6 +35,8 @@ table { border-collapse: collapse; font-size: 13px; margin: 6px 0 12px; }
 th, td { border-bottom: 1px solid #e4e4e4; padding: 4px 10px; text-align: left; white-space: nowrap; }
 th { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .synthetic { background: #fff4d6; border: 1px solid #e8c66a; padding: 6px 10px; font-size: 13px; }
+p.verdict { font-size: 14px; margin: 6px 0 2px; }
+details { font-size: 13px; margin: 0 0 12px; } summary { cursor: pointer; color: #555; }
 """
 
 
@@ -87,6 +89,7 @@ def render_report(dash: Dashboard, source: str) -> str:
             parts.append("<h3>Kolmogorov-Smirnov statistic between each pair</h3>")
             parts.append(table_html(ks_rows, "ks") if ks_rows else
                          "<p class='note'>One study: give several --study to compare design spaces.</p>")
+    parts.extend(fidelity_html(dash))
     parts.append("<h2 id='h-front'>Pareto front</h2>")
     parts.append("<p class='note'>Feasible, fully trained trials that no other trial beats on every objective "
                  "(the study's own objectives), best accuracy first.</p>")
@@ -96,6 +99,44 @@ def render_report(dash: Dashboard, source: str) -> str:
         parts.append(table_html(rows, f"front-{name}"))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _panel_html(panel: FidelityPanel, div_id: str, prefix: str = "") -> list[str]:
+    """One fidelity check: what it compares, its verdict and statistics, the plot, and its rows."""
+    stats = panel.statistics()
+    out = [f"<h3>{html.escape(prefix + panel.title)}</h3>",
+           f"<p class='verdict'><b>verdict:</b> {html.escape(panel.verdict)}</p>",
+           f"<p class='note'>{html.escape(stats + '. ' if stats else '')}Retrained in study "
+           f"{html.escape(panel.linked)}.</p>",
+           panel.figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOTLY_CONFIG,
+                                default_width="100%")]
+    if panel.report.rows:
+        first, second = panel.names
+        rows = [{"trial": r["number"], "architecture": r["arch"] or "", first: f"{r['proxy']:.2%}",
+                 second: f"{r['reference']:.2%}", "retrained as trial": r["reference_trial"]}
+                for r in panel.report.rows]
+        out.append(f"<details><summary>the {len(rows)} architectures trained in both, best {second} accuracy "
+                   f"first</summary>{table_html(rows, div_id.replace('fig-', 'table-'))}</details>")
+    return out
+
+
+def fidelity_html(dash: Dashboard) -> list[str]:
+    """The fidelity checks' section: per study, each check's plot and verdict, or one line on how
+    to make one."""
+    order = [n for n in dash.fronts if n in dash.fidelity or n in dash.fidelity_hints]
+    if not order:
+        return []
+    parts = [f"<h2 id='h-fidelity'>{html.escape(FIDELITY_HEADING)}</h2>"]
+    if dash.fidelity:
+        parts.append(f"<p class='note'>{html.escape(FIDELITY_NOTE)}</p>")
+    k = 0
+    for name in order:
+        for panel in dash.fidelity.get(name, []):
+            parts.extend(_panel_html(panel, f"fig-fidelity-{k}", f"{name}: " if len(order) > 1 else ""))
+            k += 1
+        if name in dash.fidelity_hints:
+            parts.append(f"<p class='note fidelity-hint'>{html.escape(dash.fidelity_hints[name])}</p>")
+    return parts
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:

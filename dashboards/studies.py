@@ -10,6 +10,11 @@ the failure was a dropped connection), use Optuna's ``study.get_trials`` on the 
 through that Study (``study.user_attrs``).
 SQLite is opened in WAL mode by ``nas.study.storage``, so a reader never blocks the search's writes and
 is never blocked by them.
+
+A study's *fidelity checks* (the linked studies ``nas fidelity`` makes in the same storage, each
+naming its parent in the study user attribute ``fidelity_of``) are read with it
+(:attr:`StudyData.links`), for the report's proxy-vs-reference plots; they are left out of the
+default choice of study, so a storage holding one study and its checks still needs no ``--study``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import gc
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +31,7 @@ from nas.common.errors import UserError
 from nas.study.records import OBJECTIVES, StudySettings, TrialRecord, read_settings, read_trials
 from nas.study.storage import StorageURL, open_storage, parse_storage, transient, with_retries
 
-__all__ = ["StudyData", "StudySource", "open_sources", "quiet_gc", "resolve_names"]
+__all__ = ["StudyData", "StudySource", "link_of", "linked_names", "open_sources", "quiet_gc", "resolve_names"]
 
 
 @contextmanager
@@ -52,6 +57,7 @@ class StudyData:
     settings: StudySettings | None
     attrs: dict[str, Any]
     records: list[TrialRecord]
+    links: list[StudyData] = field(default_factory=list)  # its fidelity checks (linked studies), by name
 
     @property
     def synthetic(self) -> bool:
@@ -65,10 +71,38 @@ class StudyData:
         return self.settings.budget_low, self.settings.budget_high
 
 
+def link_of(attrs: dict[str, Any]) -> str | None:
+    """The parent's name when study user attributes ``attrs`` are those of a fidelity check."""
+    from nas.study.agreement import LINK_ATTR
+
+    link = attrs.get(LINK_ATTR)
+    parent = link.get("study") if isinstance(link, dict) else None
+    return parent if isinstance(parent, str) else None
+
+
+def linked_names(storage: Any, name: str) -> list[str]:
+    """The fidelity checks of study ``name`` in ``storage`` (the linked studies ``nas fidelity``
+    made), by name."""
+    return sorted(s.study_name for s in storage.get_all_studies() if link_of(s.user_attrs) == name)
+
+
 def resolve_names(storage: Any, wanted: Sequence[str] | None, where: str) -> list[str]:
-    """The study names to show (:func:`nas.study.lifecycle.resolve_study_names`)."""
+    """The study names to show (:func:`nas.study.lifecycle.resolve_study_names`). With none
+    wanted, fidelity checks do not count when their parent is in the storage: they are shown in
+    their parent's report, so a storage of one study and its checks shows that study."""
     from nas.study.lifecycle import resolve_study_names
 
+    if not wanted:
+        summaries = storage.get_all_studies()
+        names = {s.study_name for s in summaries}
+        checks = {s.study_name for s in summaries if link_of(s.user_attrs) in names}
+        own = sorted(names - checks)
+        if checks and len(own) == 1:
+            return own
+        if checks and len(own) > 1:
+            raise UserError(f"{where} holds {len(own)} studies; pick one with --study: {', '.join(own)} "
+                            f"({len(checks)} fidelity check{'s' if len(checks) > 1 else ''} of them not listed: "
+                            f"each is shown in its study's report)")
     return resolve_study_names(storage, wanted, where)
 
 
@@ -204,6 +238,8 @@ class StudySource:
         import optuna
 
         self.name = name
+        self._storage = storage
+        self._links: dict[str, StudySource] = {}  # the fidelity checks' sources, kept between reads
         self._study = optuna.load_study(study_name=name, storage=storage)
         self._settings = read_settings(self._study)
         self.objectives = _objectives(self._study, self._settings)
@@ -219,11 +255,24 @@ class StudySource:
                     self._reader = None
         return read_trials(self._study)
 
-    def read(self) -> StudyData:
+    def read(self, links: bool = True) -> StudyData:
+        """The study now; with ``links``, its fidelity checks too (:attr:`StudyData.links`)."""
         attrs = dict(self._study.user_attrs)
         settings = read_settings(self._study) or self._settings
         return StudyData(name=self.name, objectives=self.objectives, settings=settings, attrs=attrs,
-                         records=self.records())
+                         records=self.records(), links=self.read_links() if links else [])
+
+    def read_links(self) -> list[StudyData]:
+        """This study's fidelity checks now, found afresh each time (a check may start at any moment).
+        A check that cannot be read as a nas study is left out: it cannot hide the study's own report."""
+        out = []
+        for name in linked_names(self._storage, self.name):
+            try:
+                source = self._links.get(name) or self._links.setdefault(name, StudySource(self._storage, name))
+                out.append(source.read(links=False))
+            except (UserError, KeyError):  # not a nas study, or deleted since it was listed
+                continue
+        return out
 
 
 def open_sources(storage_url: str | None, names: Sequence[str] | None) -> tuple[list[StudySource], StorageURL]:

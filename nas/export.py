@@ -107,9 +107,26 @@ def provenance(study_name: str, storage_text: str, r: TrialRecord, s: StudySetti
                        "train": train},
         "params": r.params,
     }
+    latency = latency_provenance(r, s)
+    if latency is not None:
+        out["latency"] = latency
     if source is not None and source.number != r.number:
         out["requested_trial"] = source.number
     return out
+
+
+def latency_provenance(r: TrialRecord, s: StudySettings) -> dict[str, Any] | None:
+    """How the trial's latency was measured: the deployed network's median at batch 1 and its spread, the
+    runtime and its version, the device, threads, dtype, resolution, every batch size timed, the reference
+    network's median, and the study's plan (``plan``: runtime, threads, batch sizes, budget)."""
+    lat = r.get("latency")
+    if not lat:
+        return None
+    first = next((p for p in lat.get("points", []) if p.get("batch_size") == 1), {})
+    keys = ("runtime", "runtime_version", "device", "device_name", "threads", "dtype", "resolution", "classes")
+    return {"median_ms": first.get("median_ms"), "spread": first.get("spread"),
+            "reference_ms": first.get("reference_ms"), **{k: lat.get(k) for k in keys},
+            "points": lat.get("points"), "reference": lat.get("reference"), "plan": s.latency}
 
 
 def exported_config(r: TrialRecord, prov: dict[str, Any]) -> ArchConfig:
@@ -182,17 +199,12 @@ def stage_onnx(config: ArchConfig, folder: Path, path: Path, weights: Path | Non
                classes: int) -> list[tuple[Path, Path]]:
     """Export the ONNX graph into ``folder``; returns (staged file, destination) pairs: the graph,
     and its weights file beside it when they are too large for one protobuf."""
-    import torch
-
     from nas.search_spaces.builder import build_model
+    from nas.search_spaces.onnx_export import export_onnx
 
-    model = build_model(config, classes=classes if weights else None, weights=weights).eval()
-    x = torch.randn(1, config.in_channels, config.resolution, config.resolution)
-    # One file while the weights fit a protobuf (2 GB); beyond that ONNX keeps them beside it (.data).
-    external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.5 * 2**30
+    model = build_model(config, classes=classes if weights else None, weights=weights)
     folder.mkdir()
-    try:
-        torch.onnx.export(model, (x,), str(folder / path.name), dynamo=True, verbose=False, external_data=external)
-    except ImportError as exc:
-        raise UserError(f"--onnx needs the onnx and onnxscript packages ({exc})") from None
+    # The same export the deployment latency of a search measures (one code path): a dynamic batch
+    # dimension, and the weights beside the graph when they are too large for one protobuf (2 GB).
+    export_onnx(model, folder / path.name, config.resolution, config.in_channels)
     return [(produced, path.parent / produced.name) for produced in folder.iterdir()]

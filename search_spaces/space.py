@@ -42,7 +42,7 @@ from nas.search_spaces.config import ArchConfig, StageConfig, error_message, par
 STAGE_FIELDS = ("depth", "width", "cardinality", "group_width", "se_ratio", "radix", "sk")
 INT_FIELDS = ("depth", "width", "cardinality", "group_width", "radix")
 MONOTONE_CONSTRAINTS = ("non_decreasing", "non_increasing")
-_SPACE_KEYS = {"name", "description", "base", "stages", "strides", "choices", "ties", "constraints"}
+_SPACE_KEYS = {"name", "description", "base", "stages", "strides", "choices", "ties", "constraints", "lineage"}
 _RANGE_KEYS = {"low", "high", "step", "log"}
 
 
@@ -148,6 +148,8 @@ class SearchSpace:
     targets: dict[tuple[int, str], _Target]
     constraints: tuple[tuple[str, str], ...]
     source: str = ""
+    #: where a refined space came from (``nas space refine``): parent, study, accepted changes; else None
+    lineage: dict[str, Any] | None = None
     _flops_range: tuple[int, int, bool] | None = field(default=None, repr=False)
 
     @property
@@ -464,9 +466,12 @@ def parse_space(data: Any, source: str = "space", lines: dict[tuple, int] | None
         if f not in INT_FIELDS:
             raise loc.error(("constraints", j, kind), f"applies to an integer stage field ({', '.join(INT_FIELDS)})")
         constraints.append((kind, f))
+    lineage = data.get("lineage")
+    if lineage is not None and not isinstance(lineage, dict):
+        raise loc.error(("lineage",), "must be a mapping (written by nas space refine)")
     space = SearchSpace(name=str(space_name), description=str(data.get("description", "")).strip(), base=base,
                         strides=tuple(strides), params=params, fixed=fixed, targets=targets,
-                        constraints=tuple(constraints), source=source)
+                        constraints=tuple(constraints), source=source, lineage=lineage)
     _check_base(space, loc)
     _check_feasible(space, loc)
     return space

@@ -92,3 +92,20 @@ def pytest_collection_modifyitems(config, items):
         if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES
                 or item.name.split("[")[0] in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``nas ARGV`` in-process; returns (exit status, stdout, stderr) whether main returns the
+    status or argparse exits with it."""
+    from nas.cli import main
+
+    def run(*argv):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -92,6 +92,75 @@ class Schedule:
         return cls(**dict(data))
 
 
+#: The runtimes a deployment latency is measured on (``--latency-runtime NAME[:DEVICE]``).
+LATENCY_RUNTIMES = {
+    "torch": "PyTorch eager",
+    "torch-compile": "PyTorch compiled (torch.compile, inductor, static shapes)",
+    "onnxruntime": "ONNX Runtime on the graph 'nas export --onnx' writes (CPU or CUDA execution provider)",
+}
+LATENCY_DEVICES = ("cpu", "cuda")
+#: Units ``--max-latency`` reads, in milliseconds.
+_MS_UNITS = {"ms": 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3}
+
+
+def parse_runtime(text: str, default_device: str) -> tuple[str, str]:
+    """``onnxruntime``, ``torch-compile:cpu``... -> (runtime, device); the device defaults to where
+    candidates train. An unknown name or device is a one-line error."""
+    name, _, device = text.strip().lower().partition(":")
+    if name not in LATENCY_RUNTIMES:
+        raise UserError(f"unknown latency runtime {text!r}; choose from {', '.join(LATENCY_RUNTIMES)} "
+                        f"(optionally :cpu or :cuda, e.g. onnxruntime:cpu)")
+    device = device or default_device
+    if device not in LATENCY_DEVICES:
+        raise UserError(f"latency runtime {text!r}: unknown device {device!r}; use :cpu or :cuda")
+    return name, device
+
+
+def parse_latency_ms(text: str) -> float:
+    """``8ms``, ``8``, ``0.5s``, ``800us`` -> milliseconds (a bare number is ms); must be positive."""
+    raw = str(text).strip().lower().replace(" ", "")
+    for unit in sorted(_MS_UNITS, key=len, reverse=True):
+        if raw.endswith(unit):
+            number, scale = raw[: -len(unit)], _MS_UNITS[unit]
+            break
+    else:
+        number, scale = raw, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise UserError(f"--max-latency: cannot read {text!r}; give a time such as 8ms, 0.5s or 800us") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise UserError(f"--max-latency must be a positive time, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    """How a search measures deployment latency: the runtime and device, intra-op threads, the batch
+    sizes (batch 1 first, then a throughput batch) and the budget (ms at batch 1, or None). A study
+    records it (``StudySettings.latency``), so a resumed search measures the same way."""
+
+    runtime: str
+    device: str
+    threads: int
+    batch_sizes: tuple[int, ...] = (1, 8)
+    max_ms: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime}:{self.device}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "device": self.device, "threads": self.threads,
+                "batch_sizes": list(self.batch_sizes), "max_ms": self.max_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyPlan:
+        return cls(runtime=data["runtime"], device=data["device"], threads=int(data["threads"]),
+                   batch_sizes=tuple(int(b) for b in data["batch_sizes"]),
+                   max_ms=None if data.get("max_ms") is None else float(data["max_ms"]))
+
+
 @dataclass
 class TrialSpec:
     """One candidate to train: the config as a dict, the dataset spec, the schedule."""
@@ -106,6 +175,9 @@ class TrialSpec:
     threads: int | None = None  # intra-op CPU threads; Ray workers should match their CPU share
     weights_path: str | None = None  # write the trained weights here (a path on the worker's machine)
     time_limit_s: float | None = None  # stop training after this long: status "timeout"
+    #: deployment latency: {"plan": LatencyPlan.to_dict(), "config": the network as deployed (the space's
+    #: resolution and classes)}; measured before training, and over plan's max_ms the trial is not trained
+    deployment: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +226,9 @@ class EpochReport:
     flops: float | None = None
     params: float | None = None
     latency: float | None = None  # ms at batch 1, when measured
+    #: the deployment latency measurement as JSON text (Tune flattens nested dicts in results):
+    #: ``workers/deployment_latency.py::DeployedLatency.to_dict``
+    latency_detail: str | None = None
     val_loss: float | None = None
     train_loss: float | None = None
     train_acc: float | None = None
@@ -184,6 +259,19 @@ class EpochReport:
     def curve_point(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in CURVE_KEYS}
 
+    def latency_attrs(self) -> dict[str, Any]:
+        """The trial attributes of the latency: ``latency_ms`` (batch 1) and ``latency`` (the whole
+        deployment measurement: runtime, version, device, threads, dtype, resolution, every batch's
+        median and spread, the reference's median), each when measured."""
+        attrs: dict[str, Any] = {}
+        if self.latency is not None:
+            attrs["latency_ms"] = self.latency
+        if self.latency_detail:
+            import json
+
+            attrs["latency"] = json.loads(self.latency_detail)
+        return attrs
+
     def where(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("host", "node", "worker_pid") if getattr(self, k) is not None}
 
@@ -193,7 +281,7 @@ class FinalReport(EpochReport):
     """The last report of a trial (``final`` True): the last epoch's metrics plus the whole run."""
 
     final: bool = True
-    status: str = "error"  # ok, diverged, oom, timeout, error
+    status: str = "error"  # ok, diverged, oom, timeout, error, over_latency (not trained)
     reason: str | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)
     best_accuracy: float | None = None
@@ -216,8 +304,7 @@ class FinalReport(EpochReport):
         attrs = {k: getattr(self, k) for k in self.KEPT if getattr(self, k) is not None}
         attrs.update(curve=[{k: c.get(k) for k in CURVE_KEYS} for c in self.curve], accuracy=self.accuracy,
                      epochs=self.epochs_completed)
-        if self.latency is not None:
-            attrs["latency_ms"] = self.latency
+        attrs.update(self.latency_attrs())
         return attrs
 
 

@@ -7,7 +7,8 @@ it with :func:`~nas.workers.trial.run_trial` and reports (the records of :mod:`n
 
 * after every epoch but the last: an :class:`~nas.workers.contract.EpochReport`, ``final=False``;
 * at the end: a :class:`~nas.workers.contract.FinalReport`, the last epoch's metrics and everything
-  :func:`run_trial` measured, ``final=True`` and ``status`` (``ok``, ``diverged``, ``oom``, ``error``).
+  :func:`run_trial` measured, ``final=True`` and ``status`` (``ok``, ``diverged``, ``oom``, ``error``,
+  ``over_latency``: the deployed network is over the latency budget, measured and not trained).
   A scheduler must never stop a final report, and a trial without one was stopped (or died).
 
 Every report carries the constants, ``latency`` (ms at batch 1, when measured), ``epoch``,
@@ -21,6 +22,7 @@ Nothing here touches study storage.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -58,6 +60,12 @@ def _latency_ms(latency: dict[str, Any] | None) -> float | None:
     return None
 
 
+def _latency(latency: dict[str, Any] | None) -> dict[str, Any]:
+    """A report's ``latency`` (ms at batch 1) and, for a deployment measurement, ``latency_detail``."""
+    detail = json.dumps(latency) if "runtime" in (latency or {}) else None
+    return {"latency": _latency_ms(latency), "latency_detail": detail}
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
     """The Ray Tune function trainable (``tune.with_resources(tune_trainable, ...)``)."""
     from ray import tune
@@ -73,8 +81,7 @@ def tune_trainable(config: dict[str, Any]) -> None:
     def on_epoch(record: EpochRecord) -> None:
         faults.after_epoch(fault, record.epoch, request.key)
         if record.epoch < epochs:  # the last epoch is reported with the final result
-            tune.report(EpochReport(**base, latency=_latency_ms(started.get("latency")),
-                                    **epoch_metrics(record)).to_result())
+            tune.report(EpochReport(**base, **_latency(started.get("latency")), **epoch_metrics(record)).to_result())
 
     box = request.weights_box
     if box:  # the driver keeps the weights of the trials on the front: write them where we can read them
@@ -113,7 +120,7 @@ def final_result(out: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     peak = out.get("peak_memory_bytes")
     last["images_per_s"] = out.get("images_per_s")  # the run's, not the last epoch's
     return FinalReport(
-        **base, **last, status=status, reason=out.get("reason"), latency=_latency_ms(out.get("latency")),
+        **base, **last, status=status, reason=out.get("reason"), **_latency(out.get("latency")),
         curve=[epoch_metrics(h) for h in history], best_accuracy=out.get("best_val_acc"),
         epochs_completed=out.get("epochs_completed", len(history)), wall_time_s=out.get("wall_time_s"),
         device=out.get("device"), peak_memory_mb=round(peak / 2**20, 1) if peak else None,

@@ -75,6 +75,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"trial {record.number} of {study.study_name}: {config.describe()}")
     print(f"  {cx.params / 1e6:.2f}M params, {format_flops(cx.flops)} at {config.resolution}x{config.resolution} "
           f"(as recorded); accuracy {record.accuracy:.4f} on {settings.dataset}")
+    lat = prov.get("latency")
+    if lat and lat.get("median_ms") is not None:
+        print(f"  latency {lat['median_ms']:.2f} ms at batch 1 (IQR ±{50 * (lat.get('spread') or 0):.0f} %) as "
+              f"deployed ({lat['resolution']}x{lat['resolution']}) on {lat['runtime']} {lat['runtime_version']}, "
+              f"{lat['device']} ({lat['device_name']}), {lat['threads']} thread(s)")
     wrote = [str(out)] + [str(p) for p in (weights_out, onnx_out) if p is not None]
     print(f"  wrote {', '.join(wrote)}")
     if args.best:

@@ -38,9 +38,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="validate on the first N validation images (default 1000 on a CPU, all on a GPU)")
     p.add_argument("--batch-size", type=int, metavar="B", help="batch size (default 64 on a CPU, 256 on a GPU)")
     p.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default 0.1 x batch size / 256)")
-    p.add_argument("--sampler", default="tpe", metavar="S", help="tpe (default), nsga2, random or gp")
+    p.add_argument("--sampler", metavar="S", help="tpe (default), nsga2, random or gp")
+    p.add_argument("--population", action="store_true",
+                   help="sample a design-space population instead of searching: uniform random inside the budget "
+                        "(a window such as 20-60MFLOPs), every candidate trained at the same fidelity, no early "
+                        "stopping; what nas space refine and nas space compare read")
     p.add_argument("--objectives", default="accuracy,flops", metavar="LIST",
-                   help="accuracy plus any of flops, params, latency (default accuracy,flops)")
+                   help="accuracy plus any of flops, params, latency (default accuracy,flops); latency is the "
+                        "deployed network's (the space's resolution and classes) at batch 1, on --latency-runtime")
+    p.add_argument("--latency-runtime", metavar="NAME[:DEVICE]",
+                   help="where latency is measured: torch (eager, default), torch-compile or onnxruntime (the graph "
+                        "nas export --onnx writes), on :cpu or :cuda (default: where candidates train), with "
+                        "--cpus-per-trial threads (default 1)")
+    p.add_argument("--max-latency", metavar="T",
+                   help="a latency budget at batch 1, e.g. 8ms: each candidate is timed before it trains, and one "
+                        "over it is recorded infeasible, never trained (with any --objectives)")
     p.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (default 1 on a CPU)")
     p.add_argument("--gpus-per-trial", type=float, metavar="F", help="GPUs per trial, fractions allowed (default 1)")
     p.add_argument("--max-concurrent", type=int, metavar="K", help="trials at once (default: as many as fit)")

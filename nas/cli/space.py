@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nas.common.budget import parse_budget
 from nas.common.text_table import render_table
@@ -44,6 +44,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with the candidates' full configs and parameters")
     p.set_defaults(func=cmd_sample)
+
+
+    p = ssub.add_parser(
+        "refine", help="propose simpler spaces from a population study and write the accepted one",
+        description="From a population study (nas search --population), propose refinements of its space: narrow a "
+                    "parameter to its bootstrap best range, drop a value the best models avoid, share a per-stage "
+                    "field across stages, make depth or width non-decreasing. Each comes with its evidence on the "
+                    "population (complexity-normalised error EDFs, KS and p, mean and best error with bootstrap "
+                    "intervals, the space's size before and after); the accepted ones are written as a space file "
+                    "with a lineage block.",
+        epilog="Example:\n  nas search --population --space resnext-cifar --budget 20-60MFLOPs --trials 200 "
+               "--study pop-A\n  nas space refine --study pop-A -o refined.yaml\n"
+               "  nas search --population --space refined.yaml --budget 20-60MFLOPs --trials 200 --study pop-B\n"
+               "  nas space compare --study pop-A --study pop-B",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", metavar="NAME", help="the population study (may be left out when the storage holds one)")
+    p.add_argument("--storage", metavar="URL", help="study storage (default sqlite:///nas.db, or $NAS_STORAGE)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the refined space file to write")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
+    p.add_argument("--apply", action="append", default=[], metavar="REFINEMENT",
+                   help="apply this proposal (as the table names it, e.g. 'share depth across stages') even if the "
+                        "rule rejects it; the lineage records that you chose it and the rule's reason")
+    p.add_argument("--json", action="store_true", help="print every proposal as JSON")
+    p.set_defaults(func=cmd_refine)
+
+    p = ssub.add_parser(
+        "compare", help="compare two populations (a space and its refinement) by their error distributions",
+        description="Compare two population studies: complexity-normalised error EDFs, the KS statistic and its "
+                    "p-value, mean and best error with bootstrap intervals, the spaces' sizes, and a verdict on "
+                    "whether the second space is at least as good as the first.")
+    p.add_argument("--study", action="append", metavar="NAME", required=True,
+                   help="a population study; give it twice: the parent first, then the refined space's")
+    p.add_argument("--storage", metavar="URL", help="study storage (default sqlite:///nas.db, or $NAS_STORAGE)")
+    p.add_argument("--html", metavar="FILE", help="also write the two EDFs as an HTML figure")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=cmd_compare)
 
 
 def _range_text(space: SearchSpace) -> tuple[str, str]:
@@ -92,6 +128,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"constraint: {kind} {f}")
     mark = "" if exact else "~"
     print(f"architectures: {space.count():,}")
+    if space.lineage:
+        for line in lineage_lines(space):
+            print(line)
     print(f"FLOPs at {space.base.get('resolution', 224)}x{space.base.get('resolution', 224)}: "
           f"{mark}{format_flops(lo)} (smallest) to {mark}{format_flops(hi)} (largest)"
           + ("" if exact else " (estimated from random points)"))
@@ -123,4 +162,215 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if len(cands) < args.n:
         print(f"note: found only {len(cands)} distinct candidates within the budget in {result.draws:,} draws",
               file=sys.stderr)
+    return 0
+
+
+# ---- design-space refinement --------------------------------------------------------------------
+
+
+def lineage_lines(space: SearchSpace) -> list[str]:
+    """The lineage of a refined space, oldest first; a warning on stderr when the parent has changed."""
+    lin = space.lineage or {}
+    chain = [*lin.get("ancestors", []), lin]
+    lines = []
+    for step in chain:
+        parent, study, size = step.get("parent", {}), step.get("study", {}), step.get("size", {})
+        lines.append(f"lineage:  {parent.get('space')} #{parent.get('fingerprint')} -> 10^{size.get('before', 0):.2f} "
+                     f"to 10^{size.get('after', 0):.2f} architectures, from population {study.get('name')} "
+                     f"({study.get('models')} models, {study.get('fidelity', '')})")
+        for change in step.get("accepted", []):
+            lines.append(f"          + {change.get('change')}: n {change.get('n')}, KS {change.get('ks', 0):.2f}, "
+                         f"p {change.get('p_better', float('nan')):.2g}, mean error "
+                         f"{change.get('mean_change', [0])[0]:+.3f}")
+    lines.append(f"          = {space.name} ({space.count():,} architectures)")
+    warning = parent_warning(space)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return lines
+
+
+def parent_warning(space: SearchSpace) -> str | None:
+    """A line when the lineage's parent space can be found here and no longer matches its fingerprint."""
+    from pathlib import Path
+
+    from nas.common.files import fingerprint
+
+    parent = (space.lineage or {}).get("parent", {})
+    text = None
+    if parent.get("space") in space_names():
+        from importlib import resources
+
+        text = (resources.files("nas.search_spaces.spaces") / f"{parent['space']}.yaml").read_text()
+    elif parent.get("file") and Path(parent["file"]).is_file():
+        text = Path(parent["file"]).read_text()
+    if text is None or fingerprint(text) == parent.get("fingerprint"):
+        return None
+    return (f"{space.name}'s parent space {parent.get('space')} has changed since the refinement (fingerprint "
+            f"{fingerprint(text)}, the lineage recorded {parent.get('fingerprint')}); its statistics describe the "
+            f"old parent")
+
+
+def _population(storage: Any, name: str) -> Any:
+    """A population study's space (from the text it was searched with) and its scored models."""
+    import optuna
+
+    from nas.common.errors import UserError
+    from nas.dashboards.refine import population_from_records
+    from nas.search_spaces.space import parse_space_text
+    from nas.study.records import SPACE_SOURCE_ATTR, read_settings, read_trials
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    settings = read_settings(study)
+    if settings is None:
+        raise UserError(f"study {name!r} was not made by 'nas search'")
+    if not settings.population:
+        raise UserError(f"study {name!r} is not a population: {settings.bias()[-1]}; make one with nas search "
+                        f"--population --space {settings.space} --budget LOW-HIGH --trials 200 --study NEW")
+    text = storage.get_study_system_attrs(study._study_id).get(SPACE_SOURCE_ATTR)
+    if not text:
+        raise UserError(f"study {name!r} does not hold its space file's text; it was made by an older nas")
+    space = parse_space_text(text, f"study {name}'s space")
+    return study, settings, text, population_from_records(space, read_trials(study), name)
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    import datetime
+    from pathlib import Path
+
+    import yaml
+
+    from nas.common.errors import UserError
+    from nas.common.files import atomic_write_text, check_writable
+    from nas.dashboards.refine import RULE, propose
+    from nas.search_spaces import refinements as R
+    from nas.search_spaces.space import parse_space
+    from nas.study.lifecycle import resolve_study_name
+    from nas.study.storage import open_storage, parse_storage
+
+    out = check_writable(args.output, "-o")
+    url = parse_storage(args.storage)
+    storage = open_storage(url, create=False)
+    name = resolve_study_name(storage, args.study)
+    study, settings, text, pop = _population(storage, name)
+    doc = yaml.safe_load(text)
+    proposals = propose(pop, doc, seed=args.seed)
+    named = {q.description: q for q in proposals}
+    for wanted in args.apply:
+        if wanted not in named:
+            raise UserError(f"--apply {wanted!r}: no such proposal; the proposals are: {', '.join(named)}")
+        q = named[wanted]
+        if not q.accepted:
+            q.accepted, q.reason = True, f"applied by --apply (the rule: {q.reason})"
+    accepted = [q for q in proposals if q.accepted]
+    child_doc = None
+    while accepted:  # the accepted ones together; a share that no longer has a common value goes first
+        try:
+            child_doc = R.apply(doc, pop.space, [q.refinement for q in accepted])
+            parse_space(child_doc, source=str(out))
+            break
+        except UserError as exc:
+            dropped = next((q for q in reversed(accepted) if q.refinement.kind in ("share", "monotone")), accepted[-1])
+            dropped.accepted, dropped.reason = False, f"conflicts with the others ({exc})"
+            accepted.remove(dropped)
+            child_doc = None
+    if args.json:
+        print(json.dumps({"study": name, "models": len(pop), "rule": RULE,
+                          "proposals": [q.to_dict() for q in proposals]}, indent=2))
+    else:
+        _print_proposals(proposals, len(pop), name)
+    if child_doc is None:
+        print("no refinement accepted: nothing written", file=sys.stderr)
+        return 0
+    parent_lineage = dict(pop.space.lineage or {})
+    ancestors = [*parent_lineage.pop("ancestors", []), parent_lineage] if parent_lineage else []
+    child = parse_space(child_doc, source=str(out))
+    lineage = {
+        "parent": {"space": pop.space.name, "fingerprint": settings.space_fingerprint,
+                   **({"file": str(Path(settings.space).resolve())} if Path(settings.space).is_file() else {})},
+        "study": {"name": name, "storage": url.display(), "models": len(pop), "budget": settings.budget_text(),
+                  "fidelity": f"{settings.epochs} epochs x {settings.train_images or 'all'} images"},
+        "size": {"before": R.log10_size(pop.space), "after": R.log10_size(child)},
+        "rule": RULE,
+        "accepted": [{"change": q.description, **q.refinement.to_dict(), "decision": q.reason,
+                      "n": q.evidence.n_a, "ks": q.evidence.ks,
+                      "p": q.evidence.p, "p_better": q.evidence.p_better, "mean_change": list(q.evidence.mean_diff),
+                      "best_change": list(q.evidence.best_diff)} for q in accepted if q.evidence],
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    base_name = pop.space.name.rsplit("-r", 1)[0] if parent_lineage else pop.space.name
+    final = R.with_lineage(child_doc, f"{base_name}-r{len(ancestors) + 1}", _rounded(lineage), ancestors)
+    atomic_write_text(out, yaml.safe_dump(final, sort_keys=False, default_flow_style=None, width=110))
+    print(f"wrote {out}: {len(accepted)} of {len(proposals)} refinements accepted; 10^{lineage['size']['before']:.2f} "
+          f"-> 10^{lineage['size']['after']:.2f} architectures ({child.count():,})")
+    budget = (f"{settings.budget_low:.4g}-" if settings.budget_low > 0 else "") + f"{settings.budget_high:.4g}"
+    print(f"next: nas search --population --space {out} --budget {budget} "
+          f"--trials {len(pop)} --study {name}-r   then   nas space compare --study {name} --study {name}-r")
+    return 0
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, for a lineage a person reads."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _print_proposals(proposals: list[Any], n: int, name: str) -> None:
+    from nas.dashboards.refine import RULE
+
+    def fmt(band: tuple[float, float, float]) -> str:
+        return f"{band[0]:+.3f} [{band[1]:+.3f}, {band[2]:+.3f}]"
+
+    rows = []
+    for q in proposals:
+        ev = q.evidence
+        rows.append((q.description, "-" if ev is None else ev.n_a, "-" if ev is None else f"{ev.ks:.2f}",
+                     "-" if ev is None else f"{ev.p:.2g}", "-" if ev is None else f"{ev.p_better:.2g}",
+                     "-" if ev is None else fmt(ev.mean_diff), "-" if ev is None else fmt(ev.best_diff),
+                     f"{q.log10_before:.2f} -> {q.log10_after:.2f}",
+                     ("ACCEPT " if q.accepted else "reject ") + q.reason))
+    print(f"population {name}: {n} models; mean and best error are the admitted models' minus the rest's")
+    print(render_table(("refinement", "n", "KS", "p(KS)", "p(better)", "mean error", "best error",
+                        "log10 size", "decision"), rows))
+    print(f"rule: {RULE}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from nas.common.errors import UserError
+    from nas.common.files import check_writable
+    from nas.dashboards.refine import compare_populations
+    from nas.study.lifecycle import resolve_study_name
+    from nas.study.storage import open_storage
+
+    if len(args.study) != 2:
+        raise UserError(f"nas space compare takes two --study options (the parent, then the refined space's); "
+                        f"got {len(args.study)}")
+    html = check_writable(args.html, "--html") if args.html else None
+    storage = open_storage(args.storage, create=False)
+    a, b = (_population(storage, resolve_study_name(storage, n))[3] for n in args.study)
+    result = compare_populations(a, b)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        ev = result.evidence
+
+        def band(x: tuple[float, float, float]) -> str:
+            return f"{x[0]:+.3f} [{x[1]:+.3f}, {x[2]:+.3f}]"
+
+        rows = [(a.name, a.space.name, len(a), f"{ev.mean_b:.3f}", f"{ev.best_b:.3f}", f"{result.log10_a:.2f}"),
+                (b.name, b.space.name, len(b), f"{ev.mean_a:.3f}", f"{ev.best_a:.3f}", f"{result.log10_b:.2f}")]
+        print(render_table(("population", "space", "models", "mean error", "best error", "log10 size"), rows))
+        print(f"{b.name} - {a.name}: mean error {band(ev.mean_diff)}, best error {band(ev.best_diff)}, "
+              f"KS {ev.ks:.2f} (p {ev.p:.2g}), normalised EDFs")
+        print(f"verdict: {result.verdict()}")
+    if html is not None:
+        from nas.common.files import atomic_write_text
+        from nas.dashboards.figures import edf_comparison_figure
+
+        atomic_write_text(html, edf_comparison_figure(result).to_html(include_plotlyjs=True, full_html=True))
+        print(f"wrote {html}")
     return 0

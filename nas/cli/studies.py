@@ -101,7 +101,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"study": study.study_name, "settings": settings.to_attrs() if settings else None,
                           "counts": c, "trained": sum(r.trained for r in records), "best": best,
-                          "front": [r.number for r in members],
+                          "front": [r.number for r in members], "latency": latency_summary(settings, records),
                           "rungs": [gate.evidence(r).to_dict() for r in gate.rungs] if gate else None,
                           "drivers": {k: d.to_dict() for k, d in live.items()}}, indent=2))
         return 0
@@ -114,9 +114,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"data      {settings.dataset} at {settings.train_resolution}x{settings.train_resolution}, "
               f"{fid['train_images'] or 'all'} train / {fid['val_images'] or 'all'} val images, "
               f"{fid['epochs']} epochs, batch {fid['batch_size']}")
+        print(f"sample    {settings.sample_text()}")
     print(f"trials    {sum(r.trained for r in records)} trained: complete {c['complete']}, pruned {c['pruned']}, "
           f"failed {c['failed']}; running {c['running']}; infeasible {c['infeasible']}, invalid {c['invalid']}, "
           f"duplicate {c['duplicate']}; orphaned {c['orphaned']}, interrupted {c['interrupted']}")
+    lat = latency_summary(settings, records)
+    if lat is not None:
+        print(f"latency   {lat['text']}")
     for o, b in best.items():
         v = b["value"]
         text = fmt_acc(v) if o == "accuracy" else format_flops(v) if o == "flops" else (
@@ -148,12 +152,32 @@ def cmd_pareto(args: argparse.Namespace) -> int:
              "accuracy_se": r.accuracy_se, "val_images": r.get("val_images"),
              "within_noise_of": noise[r.number], "arch": r.get("arch"),
              "arch_hash": r.get("arch_hash"), "n_params": r.get("n_params"), "flops": r.get("flops"),
-             "train_flops": r.get("train_flops"), "params": r.params, "config": r.get("config")}
-            for r in members]}, indent=2))
+             "train_flops": r.get("train_flops"), "latency_ms": r.get("latency_ms"), "latency": r.get("latency"),
+             "params": r.params, "config": r.get("config")}
+            for r in members], "latency": latency_summary(settings, read_trials(study))}, indent=2))
         return 0
     if not members:
         print(f"study {study.study_name}: no completely trained feasible trial yet")
         return 0
     print(render_table(front_header(settings.objectives, settings.space_resolution),
                        front_rows(members, settings.objectives)))
+    lat = latency_summary(settings, members)
+    if lat is not None:
+        print(f"latency: {lat['text']}")
     return 0
+
+
+def latency_summary(settings: Any, records: list[Any]) -> dict[str, Any] | None:
+    """How the study measures latency (its plan) and where its trials were timed (runtime version, device,
+    resolution, from the trials' records), with one line of text; None when it measures none."""
+    from nas.study.records import latency_text
+
+    if settings is None or not settings.latency:
+        return None
+    measured = [r.get("latency") for r in records if r.get("latency")]
+    where = sorted({f"{m['device_name']} ({m['runtime']} {m['runtime_version']})" for m in measured})
+    sizes = sorted({m["resolution"] for m in measured})
+    text = latency_text(settings.latency) + ", the deployed network"
+    if measured:
+        text += f" at {'/'.join(f'{x}x{x}' for x in sizes)}; measured on {'; '.join(where)}"
+    return {**settings.latency, "measured_on": where, "resolutions": sizes, "text": text}

@@ -49,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from nas.search_spaces import complexity, resolve_config
     from nas.workers import Schedule, load_dataset, measure_latency, train
+    from nas.workers.datasets import DataTooLarge
     from nas.workers.trial import fit_to_data
 
     config = resolve_config(args.config)
@@ -67,9 +68,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                         label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs, seed=args.seed)
     resolution = args.resolution or config.resolution
     # Split seed 0 whatever --seed is: runs with different seeds are compared on the same images.
-    data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download, seed=0)
-    if args.limit:
-        data = data.take(train=args.limit)
+    # Only the training images --limit keeps are made; a load that cannot fit in memory is refused.
+    try:
+        data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download,
+                            seed=0, train_limit=args.limit)
+    except DataTooLarge as exc:
+        raise UserError(exc.advice("--limit", "--resolution")) from None
     config = fit_to_data(config, data)
     name = config.name or Path(args.config).stem
     out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -6,6 +6,7 @@ run outputs) reads and writes the same way.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from typing import IO
 import yaml
 
 from nas.common.errors import UserError
+
+
+def fingerprint(text: str) -> str:
+    """A short content hash of a space file: the same text, the same fingerprint."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_user_text(path: str | os.PathLike[str]) -> str:

@@ -41,7 +41,8 @@ class SearchOptions:
     val_images: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    sampler: str = "tpe"
+    sampler: str | None = None  # tpe; random for a population
+    population: bool = False
     objectives: str = "accuracy,flops"
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
@@ -57,6 +58,8 @@ class SearchOptions:
     artifacts: str | None = None
     trial_timeout: float | None = None
     trial_resources: str | None = None
+    latency_runtime: str | None = None  # NAME[:DEVICE]: torch (default), torch-compile, onnxruntime
+    max_latency: str | None = None  # a latency budget at batch 1: 8ms, 0.5s
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,15 @@ def prepare(opts: SearchOptions) -> Plan:
     budget = parse_budget(opts.budget)
     check_budget(space, budget.low, budget.high)
     objectives = parse_objectives(opts.objectives)
+    if opts.population:
+        if opts.sampler not in (None, "random"):
+            raise UserError(f"--population samples uniformly at random; drop --sampler {opts.sampler} (an adaptive "
+                            f"sampler's models describe its preferences, not the space)")
+        if opts.grace is not None or opts.rung_evidence is not None:
+            raise UserError("--population trains every candidate to the end (a stopped model truncates the error "
+                            "distribution); drop --grace and --rung-evidence")
+        opts.sampler, opts.early_stopping = "random", False
+    opts.sampler = opts.sampler or "tpe"
     if opts.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {opts.sampler!r}; choose from {', '.join(SAMPLERS)}")
     for name in ("trials", "epochs", "train_images", "val_images", "max_concurrent"):
@@ -182,6 +194,7 @@ def prepare(opts: SearchOptions) -> Plan:
     if opts.trial_timeout is not None and not opts.trial_timeout > 0:
         raise UserError(f"--trial-timeout must be a positive number of seconds, got {opts.trial_timeout:g}")
     parse_resources(opts.trial_resources)
+    check_latency_options(opts, objectives)
     if opts.eta < 2:
         raise UserError(f"--eta must be at least 2 (the top 1/eta of each rung continues), got {opts.eta}")
     _positive("grace", opts.grace)
@@ -189,23 +202,22 @@ def prepare(opts: SearchOptions) -> Plan:
         raise UserError(f"--rung-evidence must be 0 (no gate) or more completed curves, got {opts.rung_evidence}")
     storage = parse_storage(opts.storage)
 
-    from nas.workers.datasets import load_dataset
+    from nas.workers.datasets import dataset_info
 
     dataset = _absolute_dataset(opts.dataset)
-    data = load_dataset(dataset, resolution=opts.resolution, seed=0)
-    n_train, n_val = int(data.train_x.shape[0]), int(data.val_x.shape[0])
+    info = dataset_info(dataset, resolution=opts.resolution)  # counted: no image is made in the driver
+    n_train, n_val = info.train, info.val
     for name, value, have in (("train-images", opts.train_images, n_train), ("val-images", opts.val_images, n_val)):
         if value is not None and value > have:
-            raise UserError(f"--{name} {value} but dataset {data.name} has {have} {name.split('-')[0]} images")
+            raise UserError(f"--{name} {value} but dataset {info.name} has {have} {name.split('-')[0]} images")
     plan = Plan(opts=opts, space=space, space_text=_space_text(opts.space, space), budget=budget,
                 objectives=objectives, storage=storage, study_name=opts.study or default_study_name(space, budget),
-                dataset_name=dataset, classes=data.num_classes, n_train=n_train, n_val=n_val)
+                dataset_name=dataset, classes=info.num_classes, n_train=n_train, n_val=n_val)
     lo, hi, exact = flops_range(space)
     if exact and budget.high >= hi and budget.low <= lo:
         plan.notes.append(f"the budget {budget} holds every network of space {space.name} (at most "
                           f"{format_flops(hi)}): it rules nothing out")
     opts.dataset = dataset
-    del data
     return plan
 
 
@@ -237,7 +249,51 @@ def gate_curves(opts: SearchOptions) -> int:
     return GATE_MIN_CURVES if opts.rung_evidence is None else opts.rung_evidence
 
 
-def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
+#: The throughput batch timed after batch 1, by the device latency is measured on.
+LATENCY_BATCH = {"cpu": 8, "cuda": 64}
+
+
+def check_latency_options(opts: SearchOptions, objectives: tuple[str, ...]) -> None:
+    """The latency options, read and checked without a cluster: a runtime must be known and installed
+    here, a budget a positive time. A latency budget is a constraint, so any objective list can have
+    one (latency is then measured and recorded even when it is no objective); a runtime with nothing
+    to measure (no latency objective and no budget) is refused."""
+    from nas.workers.contract import parse_latency_ms, parse_runtime
+
+    if opts.max_latency is not None:
+        parse_latency_ms(opts.max_latency)
+    if opts.latency_runtime is None:
+        return
+    if "latency" not in objectives and opts.max_latency is None:
+        raise UserError(f"--latency-runtime {opts.latency_runtime}: nothing measures latency; add latency to "
+                        f"--objectives (accuracy,latency) or give a --max-latency budget")
+    runtime, device = parse_runtime(opts.latency_runtime, opts.device or "cpu")
+    if runtime == "onnxruntime" or device == "cpu":  # CUDA is checked against the cluster's devices
+        from nas.workers.deployment_latency import check_runtime
+
+        check_runtime(runtime, "cpu")
+
+
+def latency_plan(opts: SearchOptions, objectives: tuple[str, ...], device: str) -> dict[str, Any] | None:
+    """How this search measures deployment latency (``LatencyPlan.to_dict``), for candidates trained on
+    ``device``; None when nothing needs latency. The runtime's device defaults to the training device;
+    one on a GPU needs candidates that train on one (the worker that would train a candidate measures it).
+    Threads: the whole CPUs of ``--cpus-per-trial`` (default 1)."""
+    from nas.workers.contract import LatencyPlan, parse_latency_ms, parse_runtime
+
+    if "latency" not in objectives and opts.max_latency is None:
+        return None
+    runtime, where = parse_runtime(opts.latency_runtime or "torch", device)
+    if where == "cuda" and device != "cuda":
+        raise UserError(f"--latency-runtime {runtime}:cuda times the deployed network on the GPU of the worker "
+                        f"that trains it, but candidates train on {device} here (the cluster has no GPU, or "
+                        f"--device cpu); use {runtime}:cpu")
+    max_ms = parse_latency_ms(opts.max_latency) if opts.max_latency is not None else None
+    return LatencyPlan(runtime=runtime, device=where, threads=max(1, int(opts.cpus_per_trial or 1)),
+                       batch_sizes=(1, LATENCY_BATCH[where]), max_ms=max_ms).to_dict()
+
+
+def settings_for(plan: Plan, fid: Fidelity, lr: float, device: str = "cpu") -> StudySettings:
     from nas.study.lifecycle import fingerprint, new_settings
     from nas.workers.contract import Schedule
 
@@ -249,7 +305,8 @@ def settings_for(plan: Plan, fid: Fidelity, lr: float) -> StudySettings:
         budget_high=plan.budget.high, dataset=plan.dataset_name, train_resolution=plan.opts.resolution,
         classes=plan.classes, train_images=fid.train_images, val_images=fid.val_images, epochs=fid.epochs,
         batch_size=fid.batch_size, schedule=schedule, objectives=plan.objectives,
-        early_stopping=early_stopping_for(plan.opts, fid.epochs, plan.notes))
+        early_stopping=early_stopping_for(plan.opts, fid.epochs, plan.notes), population=plan.opts.population,
+        latency=latency_plan(plan.opts, plan.objectives, device))
 
 
 def fidelity_for(opts: SearchOptions, gpu: bool) -> Fidelity:

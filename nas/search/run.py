@@ -40,10 +40,12 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         f"(candidates train at this resolution); {imgs(s.train_images, plan.n_train)} train / "
         f"{imgs(s.val_images, plan.n_val)} val images, {_n(s.epochs, 'epoch')}, batch {s.batch_size}, "
         f"lr {s.schedule['lr']:g}",
+        f"signal    {_signal_text(s)}",
         f"trials    {_n(plan.opts.trials or 0, 'trained candidate')} in total, "
         f"{min(res.concurrency, plan.opts.trials or res.concurrency)} at a time on "
         f"{res.device} ({res.cpus_per_trial:g} CPU" + (f", {res.gpus_per_trial:g} GPU" if res.gpus_per_trial else "")
-        + f" each); {plan.opts.sampler} sampler, seed {plan.opts.seed}; objectives "
+        + f" each); {'a population: ' if plan.opts.population else ''}{plan.opts.sampler} sampler, "
+        f"seed {plan.opts.seed}; objectives "
         + ", ".join(f"{o} ({'max' if OBJECTIVES[o][0] else 'min'})" for o in s.objectives),
         f"ray       {cluster_text}",
         f"study     {plan.study_name} ({what}) in {plan.storage.display()}",
@@ -52,9 +54,24 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
                         + _gate_text(s.early_stopping)
                         if s.early_stopping else "off: every candidate trains its whole schedule"),
     ]
+    if s.latency:
+        from nas.study.records import latency_text
+
+        res = f"{s.space_resolution}x{s.space_resolution}"
+        lines.append(f"latency   the deployed network ({res}, {sp.base.get('classes', 1000)} classes) on "
+                     f"{latency_text(s.latency)}, timed before it trains"
+                     + ("; one over the budget is recorded infeasible, never trained" if s.latency.get("max_ms")
+                        else ""))
     print("\n".join(lines), file=out, flush=True)
     for note in dict.fromkeys(plan.notes):
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _signal_text(s: StudySettings) -> str:
+    """How well this fidelity was measured to rank candidates of this space (bench/proxy_fidelity.py)."""
+    from nas.search.measured_fidelity import describe, lookup
+
+    return describe(lookup(s.space, s.epochs, s.train_images, s.val_images, s.batch_size, float(s.schedule["lr"])))
 
 
 def _gate_text(es: dict[str, Any]) -> str:
@@ -124,7 +141,7 @@ def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
         return plan.checked[1], plan.checked[2]
     fid = fidelity_for(plan.opts, gpu=device == "cuda")
     lr = plan.opts.lr or 0.1 * fid.batch_size / 256  # the linear scaling rule: 0.1 per 256 images
-    settings = settings_for(plan, fid, lr)
+    settings = settings_for(plan, fid, lr, device)
     plan.checked = (device, fid, settings)
     try:
         # A second driver started at the same moment may find the file before its schema: wait for it.
@@ -244,7 +261,8 @@ def open_run(plan: Plan, settings: StudySettings, fid: Fidelity, res: Resources,
     if plan.storage.kind == "journal":
         _one_driver_on_journal(storage, study._study_id, plan, me=driver)
     spec = TrialSpec(config={}, dataset=plan.dataset_name, schedule=settings.schedule, device=res.device,
-                     train_limit=fid.train_images, val_limit=fid.val_images, latency="latency" in plan.objectives,
+                     train_limit=fid.train_images, val_limit=fid.val_images,
+                     latency=settings.latency is not None or "latency" in plan.objectives,
                      threads=max(1, int(res.cpus_per_trial)), time_limit_s=opts.trial_timeout).to_dict()
     # What is in the study, not the proposals still held in this process's memory.
     progress = Progress(lambda: [TrialRecord.from_frozen(t) for t in storage.backend.get_all_trials(

@@ -26,6 +26,7 @@ searcher stops proposing once trained + running (by every live driver) reaches i
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from nas.study.optuna_internals import cached_frozen_trial, clear_trials_cache
 from nas.study.records import (
     COMPLETE,
     CONSTRAINT_HIGH,
+    CONSTRAINT_LATENCY,
     CONSTRAINT_LOW,
     DRIVER_ATTR,
     DUPLICATE,
@@ -70,10 +72,17 @@ from nas.workers.contract import EpochReport, FinalReport, TrialRequest, is_fina
 #: keeps repeating itself, or a budget that leaves little of a large space).
 STALL_PROPOSALS = 300
 #: What a duplicate proposal copies from the trial it repeats.
-DUPLICATE_COPIES = ("accuracy", "best_accuracy", "epochs", "reason", "latency_ms", "train_flops", "train_n_params",
-                    "train_activations", "images_per_s")
+DUPLICATE_COPIES = ("accuracy", "best_accuracy", "epochs", "reason", "latency_ms", "latency", "train_flops",
+                    "train_n_params", "train_activations", "images_per_s")
 #: Longest one ``suggest`` call may spend proposing (Tune's loop waits on it).
 SUGGEST_BUDGET_S = 0.5
+#: A final report's status for a candidate whose deployed latency is over the budget (measured, not trained).
+OVER_LATENCY = "over_latency"
+#: Networks measured whole before the per-block table's predictions are used (the overhead is fitted on them).
+PREDICT_AFTER = 3
+#: The least relative margin over the latency budget a prediction must clear to skip a candidate unmeasured
+#: (the margin used is the larger of this and twice the table's median relative error on measured networks).
+PREDICT_MARGIN = 0.5
 
 
 @dataclass
@@ -143,6 +152,11 @@ class StudySearcher(Searcher):
         self._waiting = False
         self._dispatched = 0
         self._synced = 0.0  # when the study was last read (time.monotonic)
+        #: arch hash -> the infeasible record of its latency measured over the budget (never trained)
+        self._over_latency: dict[str, TrialRecord] = {}
+        self._table = self._latency_table()
+        self._timed: dict[int, tuple[Any, float]] = {}  # trial number -> (config, measured ms): the fit's data
+        self._fitted = 0  # how many of them the table's overhead was fitted on
         # A small space is enumerated once: the search then knows when every architecture within
         # the budget has been trained (or is training) and stops asking at once.
         self._feasible = feasible_architectures(space, settings.budget_high, settings.budget_low)
@@ -174,6 +188,10 @@ class StudySearcher(Searcher):
                     running.setdefault(h, t.number)
                 continue
             outcome = t.user_attrs.get("outcome")
+            self._learn_latency(t.number, t.user_attrs)
+            if outcome == INFEASIBLE and h and h not in self._over_latency and \
+                    t.system_attrs.get(f"constraints:{CONSTRAINT_LATENCY}", 0) > 0 and "latency" in t.user_attrs:
+                self._over_latency[h] = TrialRecord.from_frozen(t)  # measured over the latency budget
             if outcome in TRAINED:
                 trained += 1
                 if h and h not in self._finished_index:
@@ -218,7 +236,8 @@ class StudySearcher(Searcher):
             if not self.exhausted and self._in_flight and self.recover():
                 return None
             return Searcher.FINISHED
-        if self._feasible is not None and self._feasible <= set(self._finished_index) | set(self._running_elsewhere):
+        if self._feasible is not None and \
+                self._feasible <= set(self._finished_index) | set(self._running_elsewhere) | set(self._over_latency):
             self.exhausted = True
             self.on_event(Exhausted(architectures=len(self._feasible)))
             return Searcher.FINISHED if not self.held and not self.running else None
@@ -274,6 +293,9 @@ class StudySearcher(Searcher):
             attrs["curve"] = run.curve
         elif is_final(result):
             final = FinalReport.from_result(result)
+            if final.status == OVER_LATENCY:
+                self._record_over_latency(run, final, attrs)
+                return
             attrs.update(final.study_attrs())
             if final.status == "ok" and final.accuracy is not None:
                 state, outcome = TrialState.COMPLETE, COMPLETE
@@ -293,11 +315,12 @@ class StudySearcher(Searcher):
                 run.curve.append(point)
             attrs.update(curve=run.curve, accuracy=point["accuracy"], epochs=point["epoch"], **last.where(),
                          reason=f"stopped by the scheduler after epoch {point['epoch']}")
-            if last.latency is not None:  # an objective its rung ranked: a resume ranks it again
-                attrs["latency_ms"] = last.latency
+            # an objective its rung ranked (a resume ranks it again), with how it was measured
+            attrs.update(last.latency_attrs())
         attrs["outcome"] = outcome
         system_attrs = self._keep_weights(run, values) if state == TrialState.COMPLETE else {}
         attrs.update(system_attrs.pop("user", {}))
+        system_attrs.update(self._latency_constraint(attrs.get("latency_ms")))
         self._finish_written(run.frozen, state, values, attrs, system_attrs)
         self._trained += 1
         self._in_flight -= 1
@@ -305,11 +328,98 @@ class StudySearcher(Searcher):
         done = run.frozen  # what is now in the study, without reading it back
         done.state, done.values = state, values
         done.user_attrs.update(attrs)
+        self._learn_latency(run.number, done.user_attrs)
         record = TrialRecord.from_frozen(done)
         self._finished_index.setdefault(run.arch_hash, record)
         self.on_event(Finished(record))
         # Held proposals whose original has a result now are recorded; the others wait for suggest.
         self._resolve_held(promote=False)
+
+    # ---- the latency budget ---------------------------------------------------------------------------
+    def _latency_constraint(self, latency_ms: float | None) -> dict[str, float]:
+        """``constraints:latency_budget`` (latency / max - 1) as a system attribute, on a study with a
+        latency budget and a measured latency; else nothing."""
+        max_ms = (self.settings.latency or {}).get("max_ms")
+        if max_ms is None or latency_ms is None:
+            return {}
+        return {f"constraints:{CONSTRAINT_LATENCY}": float(latency_ms) / float(max_ms) - 1.0}
+
+    def _latency_table(self) -> Any:
+        """An in-memory per-block table for the study's latency budget (filled from what workers report),
+        or None when the study has no latency budget."""
+        plan = self.settings.latency or {}
+        if plan.get("max_ms") is None:
+            return None
+        from nas.workers.latency_table import LatencyTable
+
+        return LatencyTable(plan["runtime"], plan["device"], int(plan["threads"]))
+
+    def _learn_latency(self, number: int, attrs: dict[str, Any]) -> None:
+        """Take a measured trial's part latencies into the table, and the trial into the overhead's fit."""
+        lat = attrs.get("latency") or {}
+        if self._table is None or number in self._timed or not lat.get("parts") or attrs.get("latency_ms") is None:
+            return
+        self._table.entries.update(lat["parts"])
+        self._timed[number] = (parse_config(attrs["config"], source=f"trial {number}"), float(attrs["latency_ms"]))
+
+    def _margin(self) -> float:
+        errors = [abs(p - ms) / ms for cfg, ms in self._timed.values() if (p := self._table.predict(cfg)) and ms > 0]
+        return max(PREDICT_MARGIN, 2 * statistics.median(errors)) if errors else PREDICT_MARGIN
+
+    def _predicted_over(self, trial: optuna.Trial, arch: dict[str, Any], config: Any) -> bool:
+        """Record the proposal infeasible, unbuilt, when the table predicts it far over the latency budget
+        (by more than the margin); True when it did. Near the budget, or with parts unknown, it is measured."""
+        if len(self._timed) < PREDICT_AFTER:
+            return False
+        if self._fitted != len(self._timed):
+            self._table.fit(list(self._timed.values()))
+            self._fitted = len(self._timed)
+        predicted = self._table.predict(config)
+        max_ms = float(self.settings.latency["max_ms"])
+        margin = self._margin()
+        if predicted is None or predicted <= max_ms * (1 + margin):
+            return False
+        set_already = self.storage.get_trial_system_attrs(trial._trial_id)
+        if f"constraints:{CONSTRAINT_LATENCY}" not in set_already:
+            trial.set_constraint(CONSTRAINT_LATENCY, predicted / max_ms - 1.0)
+        self._record(trial, TrialState.PRUNED, None, {
+            **arch, "outcome": INFEASIBLE, "latency_predicted_ms": predicted,
+            "reason": f"predicted {predicted:.2f} ms at batch 1 from the per-block table (overhead fitted on "
+                      f"{len(self._timed)} networks measured whole), over the latency budget {max_ms:g} ms by more "
+                      f"than the margin {100 * margin:.0f} %; not built"})
+        return True
+
+    def _record_over_latency(self, run: Running, final: FinalReport, attrs: dict[str, Any]) -> None:
+        """A dispatched candidate whose deployed latency the worker measured over the budget: recorded
+        ``infeasible`` (PRUNED, ``latency_budget`` > 0) with its measurement, as a FLOP-infeasible proposal
+        is: never trained, on no front, not counted by ``--trials``."""
+        attrs = {**attrs, **final.latency_attrs(), **final.where(), "outcome": INFEASIBLE, "reason": final.reason}
+        attrs.pop("wall_time_s", None)
+        system_attrs = self._latency_constraint(final.latency)
+        self._finish_written(run.frozen, TrialState.PRUNED, None, attrs, system_attrs)
+        self._in_flight -= 1
+        self._running_elsewhere.pop(run.arch_hash, None)
+        self.stall += 1
+        done = run.frozen
+        done.state, done.values = TrialState.PRUNED, None
+        done.user_attrs.update(attrs)
+        done.system_attrs.update(system_attrs)
+        self._learn_latency(run.number, done.user_attrs)
+        self._over_latency.setdefault(run.arch_hash, TrialRecord.from_frozen(done))
+        self.on_event(Skipped(INFEASIBLE, run.number, attrs.get("flops")))
+        self._resolve_held(promote=False)
+
+    def _record_latency_copy(self, trial: optuna.Trial, arch: dict[str, Any], over: TrialRecord) -> None:
+        """A proposal of an architecture already timed over the latency budget: infeasible, with that
+        measurement (``duplicate_of`` names the trial that made it), without timing it again."""
+        set_already = self.storage.get_trial_system_attrs(trial._trial_id)
+        for key, value in self._latency_constraint(over.get("latency_ms")).items():
+            if key not in set_already:
+                trial.set_constraint(key.split(":", 1)[1], value)
+        copied = {k: over.attrs[k] for k in ("latency_ms", "latency") if over.attrs.get(k) is not None}
+        self._record(trial, TrialState.PRUNED, None, {
+            **arch, **copied, "outcome": INFEASIBLE, "duplicate_of": over.number,
+            "reason": f"timed over the latency budget in trial {over.number}: {over.get('reason')}"})
 
     def _tune_error(self, tune_id: str) -> str:
         """Why Ray Tune gave a trial up (its worker died, or something raised outside the trainable),
@@ -378,6 +488,12 @@ class StudySearcher(Searcher):
                 "reason": f"{format_flops(cx.flops)} is outside the budget {self.settings.budget_text()}"})
             return None
         h = arch["arch_hash"]
+        over = self._over_latency.get(h)
+        if over is not None:  # timed over the latency budget before: infeasible again, not timed again
+            self._record_latency_copy(trial, arch, over)
+            return None
+        if self._table is not None and h not in self._finished_index and self._predicted_over(trial, arch, config):
+            return None
         original = self._finished_index.get(h)
         if original is not None:
             self._record_duplicate(trial, arch, original)
@@ -429,7 +545,10 @@ class StudySearcher(Searcher):
         self.on_event(Started(frozen.number, attrs.get("arch"), attrs.get("flops")))
         self._dispatched += 1
         point("dispatch")
-        return TrialRequest(trial_number=frozen.number, spec={**self.spec, "config": train_config.to_dict()},
+        spec = {**self.spec, "config": train_config.to_dict()}
+        if s.latency is not None:  # timed as deployed (the space's resolution and classes) before it trains
+            spec["deployment"] = {"plan": s.latency, "config": config.to_dict()}
+        return TrialRequest(trial_number=frozen.number, spec=spec,
                             constants={"flops": float(attrs["flops"]), "params": float(attrs["n_params"])},
                             weights_box=self.weights.box_name if self.weights else None,
                             fault=planned(self._dispatched), key=f"{self.driver_id}-{frozen.number}").to_config()
@@ -570,6 +689,8 @@ class StudySearcher(Searcher):
             original = self._finished_index.get(held.arch_hash)
             if original is not None:
                 self._record_duplicate(held.trial, dict(held.trial.user_attrs), original)
+            elif held.arch_hash in self._over_latency:
+                self._record_latency_copy(held.trial, dict(held.trial.user_attrs), self._over_latency[held.arch_hash])
             elif promote and held.arch_hash not in self._running_elsewhere and promoted is None:
                 promoted = held
             else:

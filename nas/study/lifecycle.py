@@ -18,7 +18,6 @@ architecture queued (``enqueue_trial``) to train again. Nothing here imports Ray
 from __future__ import annotations
 
 import datetime
-import hashlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -28,16 +27,12 @@ import optuna
 
 from nas import __version__
 from nas.common.errors import UserError
+from nas.common.files import fingerprint  # noqa: F401  (part of this module's interface)
 from nas.study.records import (
     OBJECTIVES,
     SPACE_SOURCE_ATTR,
     StudySettings,
 )
-
-
-def fingerprint(text: str) -> str:
-    """A short content hash of a space file: the same text, the same fingerprint."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def directions(objectives: tuple[str, ...]) -> list[str]:

@@ -24,7 +24,12 @@ attributes are Optuna's own.
   description), its complexity at the space's and at the training resolution, the learning
   curve, timings, where it ran, and why it failed.
 * Trial constraints (``trial.set_constraint``): ``flops_budget`` = FLOPs / high - 1, and for a
-  window ``flops_floor`` = 1 - FLOPs / low; feasible when all are <= 0.
+  window ``flops_floor`` = 1 - FLOPs / low; with a latency budget ``latency_budget`` = latency
+  (measured on the worker before training, or predicted by the per-block table) / max - 1, set
+  when the latency is known; feasible when all are <= 0.
+* Latency (study attribute ``latency``, :class:`StudySettings`): the runtime, device, threads,
+  batch sizes and budget; trial attributes ``latency_ms`` (batch 1), ``latency`` (the whole
+  measurement of the deployed network) and ``latency_predicted_ms``.
 
 How each kind of proposal is recorded, and why:
 
@@ -36,7 +41,8 @@ pruned          PRUNED    stopped early by the scheduler; its last metrics and c
 infeasible      PRUNED    over (or under) the budget: never trained, constraint > 0. PRUNED, not
                           COMPLETE, so no front counts it (optuna-dashboard ignores constraints
                           but only puts COMPLETE trials on its front), while TPE still learns from
-                          it (it reads PRUNED trials and ranks infeasible ones last)
+                          it (it reads PRUNED trials and ranks infeasible ones last). Over the
+                          latency budget too: predicted (unbuilt) or timed before training
 invalid         PRUNED    the parameters are no valid network (a space constraint or config rule)
 duplicate       as orig.  an architecture the study already trained: the earlier result, copied,
                           with ``duplicate_of``
@@ -62,7 +68,7 @@ OBJECTIVES: dict[str, tuple[bool, str]] = {
     "accuracy": (True, "validation top-1 accuracy"),
     "flops": (False, "multiply-adds at the space's resolution"),
     "params": (False, "parameters"),
-    "latency": (False, "ms per image at batch 1 on the trial's device"),
+    "latency": (False, "ms at batch 1 of the deployed network on the study's latency runtime"),
 }
 
 #: objective -> the trial attribute that holds it (for pruned and infeasible trials too, which have no values)
@@ -84,13 +90,15 @@ ATTR_KEYS = (
     "outcome", "arch", "arch_hash", "config",
     "flops", "n_params", "activations", "train_flops", "train_n_params", "train_activations",
     "accuracy", "best_accuracy", "val_images", "epochs", "curve", "wall_time_s", "images_per_s",
-    "device", "host", "node", "worker_pid", "latency_ms", "peak_memory_mb",
+    "device", "host", "node", "worker_pid", "latency_ms", "latency", "latency_predicted_ms", "peak_memory_mb",
     "reason", "duplicate_of", "retry_of", "restarts",
 )
 DRIVER_ATTR = "nas:driver"  # trial system attribute: the id of the driver that dispatched it
 DRIVER_PREFIX = "nas:driver:"  # study system attributes: one liveness record per driver
 SPACE_SOURCE_ATTR = "nas:space_source"  # study system attribute: the space file's text
 CONSTRAINT_HIGH, CONSTRAINT_LOW = "flops_budget", "flops_floor"
+#: latency (ms at batch 1, measured or predicted) / max_ms - 1, on studies with a latency budget
+CONSTRAINT_LATENCY = "latency_budget"
 
 
 # ---- study settings ----------------------------------------------------------------------------
@@ -115,6 +123,10 @@ class StudySettings:
     schedule: dict[str, Any]
     objectives: tuple[str, ...]
     early_stopping: dict[str, Any] | None = None  # {"grace": g, "eta": e} or None (off)
+    population: bool = False  # sampled as a design-space population (nas search --population)
+    #: how latency is measured, or None when it is not (nas.workers.contract.LatencyPlan.to_dict: runtime,
+    #: device, threads, batch_sizes, max_ms, the latency budget at batch 1 or None)
+    latency: dict[str, Any] | None = None
     nas_version: str = ""
     created: str = ""
 
@@ -123,7 +135,7 @@ class StudySettings:
         "space_fingerprint": "space", "budget_low": "budget", "budget_high": "budget", "dataset": "dataset",
         "train_resolution": "training resolution", "train_images": "train images", "val_images": "val images",
         "epochs": "epochs", "batch_size": "batch size", "schedule": "schedule", "objectives": "objectives",
-        "early_stopping": "early stopping",
+        "early_stopping": "early stopping", "population": "population", "latency": "latency",
     }
 
     @property
@@ -138,6 +150,21 @@ class StudySettings:
 
         es = self.early_stopping or {}
         return rung_epochs(int(es["grace"]), int(es["eta"]), self.epochs) if es else []
+
+    def bias(self) -> list[str]:
+        """Why the study's error EDFs and best ranges may not describe its space (none for a population)."""
+        if self.population:
+            return []
+        out = ["not sampled as a population: its sampler may follow results (TPE, NSGA-II, GP), so the models "
+               "describe the search's preferences (nas search --population samples without bias)"]
+        if self.early_stopping:
+            out.append("early stopping cut short the candidates it stopped, truncating the error distribution")
+        return out
+
+    def sample_text(self) -> str:
+        if self.population:
+            return "population: uniform random in the budget, one fidelity, no early stopping (EDFs unbiased)"
+        return "search: EDFs and best ranges biased (" + "; ".join(self.bias()) + ")"
 
     def budget_text(self) -> str:
         from nas.common.units import format_flops
@@ -154,7 +181,8 @@ class StudySettings:
             "budget": {"low": self.budget_low, "high": self.budget_high, "text": self.budget_text()},
             "dataset": self.dataset, "train_resolution": self.train_resolution, "classes": self.classes,
             "fidelity": self.fidelity, "schedule": self.schedule, "objectives": list(self.objectives),
-            "early_stopping": self.early_stopping, "nas_version": self.nas_version, "created": self.created,
+            "early_stopping": self.early_stopping, "population": self.population, "latency": self.latency,
+            "nas_version": self.nas_version, "created": self.created,
         }
 
     @classmethod
@@ -170,6 +198,7 @@ class StudySettings:
                        train_images=fid["train_images"], val_images=fid["val_images"], epochs=int(fid["epochs"]),
                        batch_size=int(fid["batch_size"]), schedule=dict(attrs["schedule"]),
                        objectives=tuple(attrs["objectives"]), early_stopping=_early_stopping(attrs["early_stopping"]),
+                       population=bool(attrs.get("population", False)), latency=attrs.get("latency"),
                        nas_version=attrs["nas_version"], created=attrs["created"])
         except (KeyError, TypeError, ValueError):
             return None
@@ -195,11 +224,23 @@ class StudySettings:
                 text = ", ".join(f"{k} {mine.get(k)} (study) vs {theirs.get(k)} (now)" for k in keys)
             elif label == "early stopping":
                 text = f"{label} {_show(mine, 'off')} (study) vs {_show(theirs, 'off')} (now)"
+            elif label == "latency":
+                text = f"latency {latency_text(mine)} (study) vs {latency_text(theirs)} (now)"
             else:
                 text = f"{label} {_show(mine)} (study) vs {_show(theirs)} (now)"
             if text not in out:
                 out.append(text)
         return out
+
+
+def latency_text(plan: dict[str, Any] | None) -> str:
+    """``onnxruntime:cpu, 1 thread, batches 1/8, budget 8 ms`` (or ``not measured``)."""
+    if not plan:
+        return "not measured"
+    threads = int(plan["threads"])
+    budget = f", budget {plan['max_ms']:g} ms" if plan.get("max_ms") is not None else ""
+    return (f"{plan['runtime']}:{plan['device']}, {threads} thread{'s' if threads != 1 else ''}, batches "
+            f"{'/'.join(map(str, plan['batch_sizes']))}{budget}")
 
 
 def _early_stopping(stored: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,23 +7,6 @@ import socket
 
 import pytest
 
-from nas.cli import main
-
-
-@pytest.fixture
-def cli(capsys):
-    """Run ``nas ARGV`` in-process: (exit status, stdout, stderr)."""
-
-    def run(*argv):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
 
 def _one_line_error(code, out, err, *words):
     assert code == 2, (code, out, err)

@@ -48,3 +48,22 @@ def test_train_refuses_a_non_empty_output_folder(cli, tmp_path):
     code, _, err = cli("train", "resnext11_2x8d", "--out", tmp_path, "--epochs", "1", "--limit", "64")
     assert code == 2 and "already exists" in err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_train_refuses_data_that_cannot_fit_in_one_line(cli, tmp_path, monkeypatch):
+    from nas.workers import datasets
+
+    def boom(*a, **k):
+        raise AssertionError("an image was made")
+
+    monkeypatch.setattr(datasets, "_render_shapes", boom)
+    monkeypatch.setattr(datasets, "_shapes_cached", boom)
+    monkeypatch.setenv(datasets.MEMORY_LIMIT_ENV, str(2 << 30))  # 5,000 val images at 224 px fit, 5,000 more do not
+    out = tmp_path / "run"
+    code, stdout, err = cli("train", "resnext11_2x8d", "--resolution", "224", "--limit", "5000", "--epochs", "1",
+                            "--device", "cpu", "--out", out)
+    assert code == 2 and stdout == ""
+    assert err.startswith("error: dataset shapes at 224x224 needs ") and err.count("\n") == 1
+    assert "is available (NAS_MEMORY_LIMIT_BYTES)" in err
+    assert "pass --limit " in err and "pass --resolution " in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -223,3 +223,13 @@ def test_fidelity_on_storage_it_cannot_reach(cli, tmp_path):
     assert not (tmp_path / "missing.db").exists()
     code, _, err = cli("fidelity", "--study", "x", "--storage", "postgresql://postgres@127.0.0.1:1/test")
     assert code == 2 and "nothing answers at 127.0.0.1:1" in err
+
+
+def test_the_plan_quotes_the_measured_signal_of_a_recorded_fidelity():
+    from nas.search.measured_fidelity import describe, lookup
+
+    row = lookup("resnext-cifar", 3, 2000, 1000, 64, 0.025)  # the CPU default on the recorded panel
+    assert row is not None and row["seed_n"] >= 8
+    assert "between two training seeds" in describe(row) and f"{row['seed_tau']:.2f}" in describe(row)
+    assert lookup("resnext-cifar", 3, 2000, 1000, 64, 0.1) is None  # another learning rate: not this one
+    assert describe(None).startswith("not measured for this space and fidelity")

@@ -114,8 +114,8 @@ def test_front_is_within_budget_and_optuna_dashboard_agrees(searched):
 
 
 #: How every line a search prints to a log begins: the plan, the progress, the summary and the front.
-OURS = ("space ", "budget ", "data ", "trials ", "ray ", "study ", "stopping ", "[", "Pareto front", "trial ", "-----",
-        "next: ")
+OURS = ("space ", "budget ", "data ", "signal ", "trials ", "ray ", "study ", "stopping ", "latency ", "[",
+        "Pareto front", "trial ", "-----", "next: ")
 
 
 def test_rerun_resumes_and_trials_is_the_total(searched, ray_cluster, capfd):

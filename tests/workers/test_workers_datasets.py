@@ -219,3 +219,189 @@ def test_imagefolder_bad_paths(tmp_path):
     f.write_bytes(b"")
     with pytest.raises(UserError, match="not a folder"):
         load_dataset(f"imagefolder:{f}")
+
+
+# ---------------------------------------------------------------------------------------------
+# only the images a run uses, and loads that cannot fit
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_pool(tmp_path, monkeypatch):
+    """A 1,000-image shapes pool (800 train / 200 val) in an empty cache: the real code paths, quickly."""
+    monkeypatch.setenv("NAS_CACHE", str(tmp_path))
+    monkeypatch.delenv(ds.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(ds, "SHAPES_TRAIN_SIZE", 1000)
+    return tmp_path
+
+
+def _before(n: int, res: int, split_seed: int = 0, val_fraction: float = 0.2):
+    """The whole pool from the generator as it was, split as before."""
+    import shapes_before
+
+    x, y = shapes_before.generate_shapes(n, res, seed=ds._SHAPES_SEEDS["train"])
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    tr, va = ds._stratified_split(y, val_fraction, split_seed)
+    return x, y, tr, va
+
+
+@pytest.mark.parametrize(("n", "res", "threads"), [(300, 32, 1), (2100, 40, 1), (300, 72, 1), (2100, 40, 3)])
+def test_shapes_rendered_alone_are_the_images_of_the_old_generator(tmp_path, monkeypatch, n, res, threads):
+    import shapes_before
+
+    monkeypatch.setattr(ds, "_paint_threads", lambda: threads)  # painters in threads, the stream in one
+
+    old_x, old_y = shapes_before.generate_shapes(n, res, seed=11)
+    new_x, new_y = generate_shapes(n, res, seed=11)
+    assert np.array_equal(old_x, new_x) and np.array_equal(old_y, new_y)
+    pick = np.random.default_rng(0).choice(n, 25, replace=False)  # any order, across the 2048-image chunks
+    index = tmp_path / "stream.npz"
+    (walked, reversed_), labels = ds._render_shapes(n, res, 11, [pick, pick[::-1]], index_path=index)
+    assert index.is_file() and np.array_equal(labels, old_y)
+    assert np.array_equal(walked, old_x[pick]) and np.array_equal(reversed_, old_x[pick[::-1]])
+    (jumped,), _ = ds._render_shapes(n, res, 11, [pick[:5]], index_path=index)  # from the index
+    assert np.array_equal(jumped, old_x[pick[:5]])
+
+
+@pytest.mark.parametrize("res", [32, 80])  # the cached-pool path and the render-alone path
+def test_limited_load_is_the_first_images_of_a_whole_load(small_pool, res):
+    x, y, tr, va = _before(1000, res)
+    d = load_dataset("shapes", resolution=res, train_limit=60, val_limit=25)
+    assert torch.equal(d.train_x, x[tr[:60]]) and torch.equal(d.train_y, y[tr[:60]])
+    assert torch.equal(d.val_x, x[va[:25]]) and torch.equal(d.val_y, y[va[:25]])
+    whole = load_dataset("shapes", resolution=res)
+    assert torch.equal(whole.take(60, 25).train_x, d.train_x) and torch.equal(whole.val_x[:25], d.val_x)
+    assert d.mean == whole.mean and d.std == whole.std  # one normalisation whatever the limit
+    if res <= ds.SHAPES_POOL_MAX_RES:  # exactly the statistics of the old whole load
+        assert d.mean == ds._channel_stats(x[tr])[0]
+    limits_above = load_dataset("shapes", resolution=res, train_limit=5000, val_limit=5000)
+    assert limits_above.train_x.shape[0] == 800 and limits_above.val_x.shape[0] == 200
+
+
+def test_load_at_224_with_a_limit_makes_only_those_images(small_pool, monkeypatch):
+    import tracemalloc
+
+    tracemalloc.start()  # numpy's allocations: the pixels painted, drawn and kept
+    try:
+        d = load_dataset("shapes", resolution=224, train_limit=200, val_limit=50)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert d.train_x.shape == (200, 3, 224, 224) and d.val_x.shape == (50, 3, 224, 224)
+    assert d.train_x.dtype == torch.uint8 and d.resolution == 224
+    image_bytes = (200 + 50) * 3 * 224 * 224  # 38 MB; the 1,000-image pool at 224 px would be 150 MB
+    assert peak < image_bytes + ds._PAINT_WORK_BYTES + 1000 * 3 * 32 * 32 + (16 << 20)
+    est = ds.estimate_load("shapes", resolution=224, train_limit=200, val_limit=50)
+    assert (est.train, est.val, est.test) == (200, 50, 0) and est.total >= peak
+    # nothing at 224 px but the stream index is cached; the next load jumps through it
+    names = sorted(p.name for p in (small_pool / "datasets").iterdir())
+    assert names == [f"shapes-v{ds.SHAPES_VERSION}-224px-train-1000-stream.npz",
+                     f"shapes-v{ds.SHAPES_VERSION}-32px-train-1000.npz"]
+
+    def no_walk(*a, **k):
+        raise AssertionError("walked the stream again")
+
+    monkeypatch.setattr(ds, "_drop_noise", no_walk)
+    again = load_dataset("shapes", resolution=224, train_limit=20, val_limit=5)
+    assert torch.equal(again.train_x, d.train_x[:20]) and torch.equal(again.val_x, d.val_x[:5])
+
+
+def test_stale_stream_index_is_rebuilt(small_pool):
+    first = load_dataset("shapes", resolution=80, train_limit=10, val_limit=3)
+    index = small_pool / "datasets" / f"shapes-v{ds.SHAPES_VERSION}-80px-train-1000-stream.npz"
+    with np.load(index) as f:
+        arrays = dict(f)
+    arrays["noise"][:, 1] += np.uint64(1)  # points into the wrong place of the stream
+    np.savez(index, **arrays)
+    again = load_dataset("shapes", resolution=80, train_limit=10, val_limit=3)
+    assert torch.equal(first.train_x, again.train_x) and torch.equal(first.val_x, again.val_x)
+    with np.load(index) as f:
+        assert not np.array_equal(f["noise"], arrays["noise"])  # rewritten
+
+
+def test_dataset_info_counts_what_a_load_holds(shapes, tmp_path):
+    info = ds.dataset_info("shapes")
+    assert (info.train, info.val) == (shapes.train_x.shape[0], shapes.val_x.shape[0])
+    assert info.num_classes == shapes.num_classes and info.class_names == shapes.class_names
+    tenth = ds.dataset_info("shapes", val_fraction=0.1)
+    assert (tenth.train, tenth.val) == (22_500, 2_500)
+    write_cifar10(tmp_path / "c10")
+    write_cifar100(tmp_path / "c100")
+    write_imagefolder(tmp_path / "folder")
+    for spec in (f"cifar10:{tmp_path / 'c10'}", f"cifar100:{tmp_path / 'c100'}", f"imagefolder:{tmp_path / 'folder'}"):
+        for fraction in (None, 0.3):
+            d, i = load_dataset(spec, val_fraction=fraction), ds.dataset_info(spec, val_fraction=fraction)
+            assert (i.train, i.val, i.num_classes) == (d.train_x.shape[0], d.val_x.shape[0], d.num_classes), spec
+            assert i.class_names == d.class_names
+
+
+def test_dataset_info_makes_no_image(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("an image was made")
+
+    monkeypatch.setattr(ds, "_render_shapes", boom)
+    monkeypatch.setattr(ds, "_shapes_cached", boom)
+    assert ds.dataset_info("shapes", resolution=224).train == 20_000
+    with pytest.raises(UserError, match="resolution"):
+        ds.dataset_info("shapes", resolution=4096)
+
+
+def test_limited_cifar_and_imagefolder_loads_are_the_first_images(tmp_path):
+    write_cifar10(tmp_path / "c10", per_batch=20)
+    spec = f"cifar10:{tmp_path / 'c10'}"
+    for res in (32, 40):
+        whole, part = load_dataset(spec, resolution=res), load_dataset(spec, resolution=res, train_limit=7, val_limit=3)
+        assert torch.equal(part.train_x, whole.train_x[:7]) and torch.equal(part.val_x, whole.val_x[:3])
+        assert torch.equal(part.train_y, whole.train_y[:7]) and part.mean == whole.mean
+    write_imagefolder(tmp_path / "folder", per_class=6)
+    spec = f"imagefolder:{tmp_path / 'folder'}"
+    whole, part = load_dataset(spec, resolution=24), load_dataset(spec, resolution=24, train_limit=5, val_limit=2)
+    assert torch.equal(part.train_x, whole.train_x[:5]) and torch.equal(part.val_y, whole.val_y[:2])
+    assert part.mean == ds._channel_stats(part.train_x)[0]  # normalised with what it loaded
+
+
+def test_load_that_cannot_fit_is_refused_in_one_line_before_any_image(small_pool, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("an image was made")
+
+    monkeypatch.setattr(ds, "_render_shapes", boom)
+    monkeypatch.setattr(ds, "_shapes_cached", boom)
+    monkeypatch.setenv(ds.MEMORY_LIMIT_ENV, str(300 << 20))  # 315 MB, of which 236 MB for data
+    with pytest.raises(ds.DataTooLarge) as caught:
+        load_dataset("shapes", resolution=224)  # 1,000 images at 224 px (151 MB) and the painter's work arrays
+    exc = caught.value
+    text = str(exc)
+    assert "\n" not in text and isinstance(exc, UserError)
+    assert exc.estimate.total > exc.budget == int(0.75 * (300 << 20))
+    assert f"needs {exc.estimate.total / 1e6:.0f} MB" in text and "315 MB is available (NAS_MEMORY_LIMIT_BYTES)" in text
+    n = exc.fitting_train()
+    assert 0 < n < 800 and f"at most {n:,} training images fit at 224x224" in text
+    est = exc.estimate
+    assert est.bytes_at(224, train=n) <= exc.budget < est.bytes_at(224, train=n + 1)
+    r = exc.fitting_resolution()
+    assert r is not None and est.bytes_at(r) <= exc.budget < est.bytes_at(r + 1)
+    advice = exc.advice("--limit", "--resolution")
+    assert f"pass --limit {n}" in advice and f"pass --resolution {r}" in advice and "\n" not in advice
+    # validation alone too big: only a lower resolution helps
+    monkeypatch.setenv(ds.MEMORY_LIMIT_ENV, str(30 << 20))
+    with pytest.raises(ds.DataTooLarge) as caught:
+        load_dataset("shapes", resolution=224, train_limit=10)
+    assert caught.value.fitting_train() == 0 and "training images fit" not in str(caught.value)
+    assert "fit at " in str(caught.value)
+
+
+def test_available_memory_and_its_override(monkeypatch):
+    monkeypatch.delenv(ds.MEMORY_LIMIT_ENV, raising=False)
+    known = ds.available_memory()
+    assert known is None or known[0] > 0
+    monkeypatch.setenv(ds.MEMORY_LIMIT_ENV, "2e9")
+    assert ds.available_memory() == (2_000_000_000, ds.MEMORY_LIMIT_ENV)
+    monkeypatch.setenv(ds.MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(UserError, match="number of bytes"):
+        ds.available_memory()
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5])
+def test_bad_limits_are_user_errors(limit):
+    with pytest.raises(UserError, match="train_limit"):
+        load_dataset("shapes", train_limit=limit)
