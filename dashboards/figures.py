@@ -253,6 +253,22 @@ def _budget_lines(fig: go.Figure, studies: Sequence[StudyData], log: bool) -> No
                                xanchor="right" if word == "budget" else "left", yanchor="bottom")
 
 
+def _latency_lines(fig: go.Figure, studies: Sequence[StudyData], title: str) -> str:
+    """The deployment latency's runtime in the axis title and each latency budget as a line."""
+    from nas.study.records import latency_text
+
+    plans = {latency_text(s.settings.latency) for s in studies if s.settings is not None and s.settings.latency}
+    for s in studies:
+        budget = (s.settings.latency or {}).get("max_ms") if s.settings is not None else None
+        if budget:
+            fig.add_vline(x=budget, line={"color": "#444", "dash": "dash", "width": 1.5}, row="all", col=1)
+            fig.add_annotation(x=budget, y=1.0, xref="x", yref="paper", text=f"latency budget {budget:g} ms",
+                               showarrow=False, font={"size": 11}, xanchor="right", yanchor="bottom")
+    if not plans:
+        return title
+    return f"deployment latency, ms at batch 1 ({'; '.join(sorted(plans))})"
+
+
 class _Hovers:
     """Hover texts, made once per trial and shared by the three accuracy panels."""
 
@@ -332,6 +348,8 @@ def accuracy_vs(studies: Sequence[StudyData], metric: str, color_by: str | None,
                 row=2, col=1)
     if metric == "flops":
         _budget_lines(fig, studies, log)
+    if metric == "latency":
+        title = _latency_lines(fig, studies, title)
     if coloring is not None:
         bar: dict[str, Any] = {"title": {"text": coloring.by}, "len": 0.75, "y": 0.6}
         if coloring.ticks is not None:

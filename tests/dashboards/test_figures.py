@@ -134,3 +134,28 @@ def test_a_study_with_nothing_complete_still_draws(synthetic, tmp_path):
     board = build_dashboard(data)
     assert board.fronts["synthetic-all-failed"] == []
     assert "latency" not in board.figures and len(board.figures) == len(FIGURES) - 1
+
+
+def test_the_latency_panel_names_the_runtime_and_draws_the_budget():
+    from dataclasses import replace
+
+    from nas.dashboards.figures import accuracy_vs
+    from nas.dashboards.studies import StudyData
+    from nas.study.lifecycle import new_settings
+    from nas.study.records import TrialRecord
+
+    plan = {"runtime": "onnxruntime", "device": "cpu", "threads": 1, "batch_sizes": [1, 8], "max_ms": 8.0}
+    settings = new_settings(space="tiny", space_fingerprint="x", space_resolution=32, budget_low=0.0,
+                            budget_high=5e6, dataset="shapes", train_resolution=32, classes=10, train_images=128,
+                            val_images=64, epochs=1, batch_size=32, schedule={"lr": 0.0125},
+                            objectives=("accuracy", "latency"))
+    settings = replace(settings, latency=plan)
+    records = [TrialRecord(number=i, state="COMPLETE", outcome="complete", values=(0.2 + i / 10, 3.0 + i),
+                           params={}, feasible=True, attrs={"accuracy": 0.2 + i / 10, "latency_ms": 3.0 + i,
+                                                            "flops": 1e6})
+               for i in range(3)]
+    study = StudyData(name="lat", objectives=("accuracy", "latency"), settings=settings, attrs={}, records=records)
+    fig = accuracy_vs([study], "latency", None, None)
+    assert "onnxruntime:cpu, 1 thread, batches 1/8, budget 8 ms" in fig.layout.xaxis2.title.text
+    assert any(shape.x0 == 8.0 for shape in fig.layout.shapes)
+    assert any("latency budget 8 ms" in a.text for a in fig.layout.annotations)
