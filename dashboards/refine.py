@@ -7,8 +7,10 @@ not a sampler's preferences. From it:
 
 * **Proposals** (:mod:`nas.search_spaces.refinements`): narrow each parameter to its bootstrap best range
   (pycls's bootstrap: a quarter of the models per draw, the best of each, 2,500 draws, the 95 % band);
-  drop a value that at most half its fair share of the bests have; share a per-stage field across
-  stages; make a per-stage integer field non-decreasing.
+  drop a listed value that at most half its fair share of the bests have; share a per-stage field across
+  stages; make a per-stage integer field non-decreasing. Narrow and drop proposals are *chosen* on one
+  random half of the population and *judged* on the other half (sample splitting: judged on the models
+  that picked them, a range of a parameter without effect would look better than it is).
 * **Evidence** for each, on the population itself: the models the refined space admits against the
   rest: the complexity-normalised error EDFs (NDS weights over the FLOPs both cover), their KS statistic
   and its p-value (asymptotic Kolmogorov distribution on the weights' effective sizes), the change in
@@ -132,10 +134,17 @@ def evidence(err_a: np.ndarray, fl_a: np.ndarray, err_b: np.ndarray, fl_b: np.nd
     w_a, w_b = _weights(fl_a, span), _weights(fl_b, span)
     d = ks_statistic(err_a, err_b, w_a, w_b)
     rng = np.random.default_rng(seed)
-    # resample each group by its normalised weights, all draws at once
-    sa = err_a[rng.choice(len(err_a), (draws, len(err_a)), p=w_a / w_a.sum())]
-    sb = err_b[rng.choice(len(err_b), (draws, len(err_b)), p=w_b / w_b.sum())]
-    diffs, bests = sa.mean(axis=1) - sb.mean(axis=1), sa.min(axis=1) - sb.min(axis=1)
+    # resample the models of each group uniformly, all draws at once, and recompute each group's weighted mean
+    ia = rng.integers(0, len(err_a), (draws, len(err_a)))
+    ib = rng.integers(0, len(err_b), (draws, len(err_b)))
+
+    def wmeans(err: np.ndarray, w: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        ws = w[idx]
+        total = ws.sum(axis=1)
+        return np.where(total > 0, (err[idx] * ws).sum(axis=1) / np.where(total > 0, total, 1.0), err[idx].mean(axis=1))
+
+    diffs = wmeans(err_a, w_a, ia) - wmeans(err_b, w_b, ib)
+    bests = err_a[ia].min(axis=1) - err_b[ib].min(axis=1)
     mean_a, mean_b = weighted_mean(err_a, w_a), weighted_mean(err_b, w_b)
     sd = float(np.std(diffs))
     from scipy.special import ndtr
@@ -183,8 +192,8 @@ def _value_candidates(pop: Population, seed: int) -> list[Refinement]:
         if (r.low, r.high) != (0, len(values) - 1):
             out.append(Refinement("narrow", name, tuple(values[r.low:r.high + 1])))
         fair = 1.0 / len(values)
-        for i in range(len(values)):
-            if len(values) >= 3 and r.low <= i <= r.high and r.share[i] < fair / 2:
+        for i in range(len(values)):  # a choice list's value, not a point of an integer range
+            if p.choices is not None and len(values) >= 3 and r.low <= i <= r.high and r.share[i] < fair / 2:
                 out.append(Refinement("drop", name, tuple(values[:i] + values[i + 1:])))
     return out
 
@@ -206,17 +215,28 @@ def propose(pop: Population, doc: dict[str, Any], *, seed: int = 0) -> list[Prop
                         f"{MIN_MODELS} (the bootstrap draws a quarter of them, at least 5 each): train more with "
                         f"the same command and a higher --trials")
     before = log10_size(pop.space)
-    values = _value_candidates(pop, seed)
+    # Sample splitting: the value proposals are chosen on one random half (the bootstrap's bests) and judged
+    # on the other, so a range is not tested on the very models that picked it. Value-neutral proposals
+    # (share, monotone) are fixed in advance and judged on every model.
+    order = np.random.default_rng(seed).permutation(len(pop))
+    chooser, judge = np.zeros(len(pop), bool), np.zeros(len(pop), bool)
+    chooser[order[: len(pop) // 2]] = True
+    judge[order[len(pop) // 2:]] = True
+    half = Population(pop.space, [pop.values[i] for i in np.flatnonzero(chooser)], pop.errors[chooser],
+                      pop.flops[chooser], pop.name)
+    values = _value_candidates(half, seed)
     m = max(1, len(values))
     proposals = []
     for k, r in enumerate(values + structural_candidates(pop.space)):
-        admitted = pop.mask(lambda v, r=r: r.admits(pop.space, v))
+        on = judge if r.kind in ("narrow", "drop") else np.ones(len(pop), bool)
+        admitted = pop.mask(lambda v, r=r: r.admits(pop.space, v)) & on
+        rest = ~admitted & on
         n = int(admitted.sum())
         prop = Proposal(r, r.describe(pop.space), None, before, _child_size(pop.space, doc, r))
-        if n < 5 or len(pop) - n < 5:
-            prop.reason = f"{n} of {len(pop)} models admitted: too few on one side to judge"
+        if n < 5 or int(rest.sum()) < 5:
+            prop.reason = f"{n} of {int(on.sum())} models judged admitted: too few on one side to judge"
         else:
-            ev = evidence(pop.errors[admitted], pop.flops[admitted], pop.errors[~admitted], pop.flops[~admitted],
+            ev = evidence(pop.errors[admitted], pop.flops[admitted], pop.errors[rest], pop.flops[rest],
                           seed=seed + k)
             prop.evidence = ev
             prop.accepted, prop.reason = _decide(r, ev, m)

@@ -102,7 +102,8 @@ def structural_candidates(space: SearchSpace) -> list[Refinement]:
     """Every share and monotone refinement the space admits (value-neutral simplifications)."""
     out = []
     for f, _names in per_stage_fields(space).items():
-        if shared_values(space, f):
+        fixed_stage = any((i, f) in space.fixed for i in range(space.num_stages))
+        if shared_values(space, f) and not fixed_stage:  # a tie with a fixed stage would add points
             out.append(Refinement("share", f))
         if f in INT_FIELDS and ("non_decreasing", f) not in space.constraints:
             out.append(Refinement("monotone", f))
@@ -160,7 +161,8 @@ def apply(doc: dict[str, Any], space: SearchSpace, refinements: Sequence[Refinem
     for r in refinements:
         if r.kind == "share":
             names = per_stage_fields(space)[r.target]
-            common = [v for v in values[names[0]] if all(_contains(values[n], v) for n in names[1:])]
+            kept = [values.get(n) or list(space.params[n].values) for n in names]
+            common = [v for v in kept[0] if all(_contains(other, v) for other in kept[1:])]
             if not common:
                 raise UserError(f"share {r.target}: the stages' remaining values have none in common")
             out["choices"][r.target] = common[0] if len(common) == 1 else common

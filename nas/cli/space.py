@@ -197,12 +197,13 @@ def parent_warning(space: SearchSpace) -> str | None:
 
     parent = (space.lineage or {}).get("parent", {})
     text = None
-    if parent.get("space") in space_names():
+    if parent.get("file"):  # the user's file the population was sampled from
+        if Path(parent["file"]).is_file():
+            text = Path(parent["file"]).read_text()
+    elif parent.get("space") in space_names():
         from importlib import resources
 
         text = (resources.files("nas.search_spaces.spaces") / f"{parent['space']}.yaml").read_text()
-    elif parent.get("file") and Path(parent["file"]).is_file():
-        text = Path(parent["file"]).read_text()
     if text is None or fingerprint(text) == parent.get("fingerprint"):
         return None
     return (f"{space.name}'s parent space {parent.get('space')} has changed since the refinement (fingerprint "
@@ -235,7 +236,6 @@ def _population(storage: Any, name: str) -> Any:
 
 def cmd_refine(args: argparse.Namespace) -> int:
     import datetime
-    from pathlib import Path
 
     import yaml
 
@@ -247,6 +247,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from nas.study.lifecycle import resolve_study_name
     from nas.study.storage import open_storage, parse_storage
 
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
     out = check_writable(args.output, "-o")
     url = parse_storage(args.storage)
     storage = open_storage(url, create=False)
@@ -286,15 +288,15 @@ def cmd_refine(args: argparse.Namespace) -> int:
     child = parse_space(child_doc, source=str(out))
     lineage = {
         "parent": {"space": pop.space.name, "fingerprint": settings.space_fingerprint,
-                   **({"file": str(Path(settings.space).resolve())} if Path(settings.space).is_file() else {})},
+                   **({"file": settings.space_file} if settings.space_file else {})},
         "study": {"name": name, "storage": url.display(), "models": len(pop), "budget": settings.budget_text(),
                   "fidelity": f"{settings.epochs} epochs x {settings.train_images or 'all'} images"},
         "size": {"before": R.log10_size(pop.space), "after": R.log10_size(child)},
         "rule": RULE,
         "accepted": [{"change": q.description, **q.refinement.to_dict(), "decision": q.reason,
-                      "n": q.evidence.n_a, "ks": q.evidence.ks,
-                      "p": q.evidence.p, "p_better": q.evidence.p_better, "mean_change": list(q.evidence.mean_diff),
-                      "best_change": list(q.evidence.best_diff)} for q in accepted if q.evidence],
+                      **({"n": q.evidence.n_a, "ks": q.evidence.ks, "p": q.evidence.p, "p_better": q.evidence.p_better,
+                          "mean_change": list(q.evidence.mean_diff), "best_change": list(q.evidence.best_diff)}
+                         if q.evidence else {})} for q in accepted],
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     base_name = pop.space.name.rsplit("-r", 1)[0] if parent_lineage else pop.space.name
@@ -302,10 +304,23 @@ def cmd_refine(args: argparse.Namespace) -> int:
     atomic_write_text(out, yaml.safe_dump(final, sort_keys=False, default_flow_style=None, width=110))
     print(f"wrote {out}: {len(accepted)} of {len(proposals)} refinements accepted; 10^{lineage['size']['before']:.2f} "
           f"-> 10^{lineage['size']['after']:.2f} architectures ({child.count():,})")
-    budget = (f"{settings.budget_low:.4g}-" if settings.budget_low > 0 else "") + f"{settings.budget_high:.4g}"
-    print(f"next: nas search --population --space {out} --budget {budget} "
-          f"--trials {len(pop)} --study {name}-r   then   nas space compare --study {name} --study {name}-r")
+    print(f"next: nas search --population --space {out} {same_fidelity_flags(settings)} --trials {len(pop)} "
+          f"--study {name}-r   then   nas space compare --study {name} --study {name}-r")
     return 0
+
+
+def same_fidelity_flags(settings: Any) -> str:
+    """The ``nas search`` options that sample a population as ``settings`` did (budget, data, fidelity)."""
+    budget = (f"{settings.budget_low:.4g}-" if settings.budget_low > 0 else "") + f"{settings.budget_high:.4g}"
+    flags = [f"--budget {budget}", f"--dataset {settings.dataset}", f"--resolution {settings.train_resolution}",
+             f"--epochs {settings.epochs}", f"--batch-size {settings.batch_size}", f"--lr {settings.schedule['lr']:g}"]
+    flags += [f"--train-images {settings.train_images}"] if settings.train_images else []
+    flags += [f"--val-images {settings.val_images}"] if settings.val_images else []
+    return " ".join(flags)
+
+
+#: What two populations must share for their errors to compare spaces rather than training.
+SAME_TRAINING = ("dataset", "train_resolution", "train_images", "val_images", "epochs", "batch_size")
 
 
 def _rounded(value: Any) -> Any:
@@ -349,9 +364,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.study) != 2:
         raise UserError(f"nas space compare takes two --study options (the parent, then the refined space's); "
                         f"got {len(args.study)}")
+    if args.study[0] == args.study[1]:
+        raise UserError(f"nas space compare: --study {args.study[0]} given twice; compare two populations")
     html = check_writable(args.html, "--html") if args.html else None
     storage = open_storage(args.storage, create=False)
-    a, b = (_population(storage, resolve_study_name(storage, n))[3] for n in args.study)
+    (_, sa, _, a), (_, sb, _, b) = (_population(storage, resolve_study_name(storage, n)) for n in args.study)
+    differ = [f"{k.replace('_', ' ')} {getattr(sa, k)} vs {getattr(sb, k)}" for k in SAME_TRAINING
+              if getattr(sa, k) != getattr(sb, k)]
+    if sa.schedule.get("lr") != sb.schedule.get("lr"):
+        differ.append(f"lr {sa.schedule.get('lr')} vs {sb.schedule.get('lr')}")
+    if differ:
+        raise UserError(f"{a.name} and {b.name} were trained differently ({', '.join(differ)}): their errors would "
+                        f"compare fidelities, not spaces; sample {b.name} again with {same_fidelity_flags(sa)}")
     result = compare_populations(a, b)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

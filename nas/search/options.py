@@ -306,6 +306,7 @@ def settings_for(plan: Plan, fid: Fidelity, lr: float, device: str = "cpu") -> S
         classes=plan.classes, train_images=fid.train_images, val_images=fid.val_images, epochs=fid.epochs,
         batch_size=fid.batch_size, schedule=schedule, objectives=plan.objectives,
         early_stopping=early_stopping_for(plan.opts, fid.epochs, plan.notes), population=plan.opts.population,
+        space_file=str(Path(plan.opts.space).resolve()) if Path(plan.opts.space).is_file() else None,
         latency=latency_plan(plan.opts, plan.objectives, device))
 
 

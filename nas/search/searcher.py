@@ -623,6 +623,11 @@ class StudySearcher(Searcher):
         copied = {k: original.attrs[k] for k in DUPLICATE_COPIES if original.attrs.get(k) is not None}
         attrs = {**copied, **arch, "outcome": DUPLICATE, "duplicate_of": original.number}
         state = TrialState[original.state]
+        latency = original.constraints.get(CONSTRAINT_LATENCY)
+        if latency is not None and f"constraints:{CONSTRAINT_LATENCY}" not in \
+                self.storage.get_trial_system_attrs(trial._trial_id):
+            # every complete trial carries the same constraint names (GP and NSGA-II require it)
+            trial.set_constraint(CONSTRAINT_LATENCY, latency)
         self._record(trial, state, list(original.values) if state == TrialState.COMPLETE else None, attrs)
 
     def _record(self, trial: optuna.Trial, state: TrialState, values: list[float] | None,

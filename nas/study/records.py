@@ -124,6 +124,7 @@ class StudySettings:
     objectives: tuple[str, ...]
     early_stopping: dict[str, Any] | None = None  # {"grace": g, "eta": e} or None (off)
     population: bool = False  # sampled as a design-space population (nas search --population)
+    space_file: str | None = None  # the user's space file (absolute path) the study was made from; None: built in
     #: how latency is measured, or None when it is not (nas.workers.contract.LatencyPlan.to_dict: runtime,
     #: device, threads, batch_sizes, max_ms, the latency budget at batch 1 or None)
     latency: dict[str, Any] | None = None
@@ -182,6 +183,7 @@ class StudySettings:
             "dataset": self.dataset, "train_resolution": self.train_resolution, "classes": self.classes,
             "fidelity": self.fidelity, "schedule": self.schedule, "objectives": list(self.objectives),
             "early_stopping": self.early_stopping, "population": self.population, "latency": self.latency,
+            "space_file": self.space_file,
             "nas_version": self.nas_version, "created": self.created,
         }
 
@@ -199,6 +201,7 @@ class StudySettings:
                        batch_size=int(fid["batch_size"]), schedule=dict(attrs["schedule"]),
                        objectives=tuple(attrs["objectives"]), early_stopping=_early_stopping(attrs["early_stopping"]),
                        population=bool(attrs.get("population", False)), latency=attrs.get("latency"),
+                       space_file=attrs.get("space_file"),
                        nas_version=attrs["nas_version"], created=attrs["created"])
         except (KeyError, TypeError, ValueError):
             return None
@@ -224,6 +227,10 @@ class StudySettings:
                 text = ", ".join(f"{k} {mine.get(k)} (study) vs {theirs.get(k)} (now)" for k in keys)
             elif label == "early stopping":
                 text = f"{label} {_show(mine, 'off')} (study) vs {_show(theirs, 'off')} (now)"
+            elif label == "latency" and mine is None and "latency" in self.objectives:
+                text = (f"latency timed by an older nas at the training resolution (study) vs the deployed network "
+                        f"on {latency_text(theirs)} (now); start a new study (another --study) to search by "
+                        f"deployment latency")
             elif label == "latency":
                 text = f"latency {latency_text(mine)} (study) vs {latency_text(theirs)} (now)"
             else:

@@ -17,7 +17,9 @@ FAST = ["--train-images", "96", "--val-images", "64", "--epochs", "1", "--batch-
 @pytest.mark.slow
 def test_population_refine_search_compare(cli, tmp_path, ray_cluster):
     db = tmp_path / "nas.db"
-    code, out, err = cli("search", "--population", "--space", SPACE, "--budget", "1-11MFLOPs", "--trials", "20",
+    space = tmp_path / "my_space.yaml"  # the user's own file: the lineage names it
+    space.write_text(SPACE.read_text())
+    code, out, err = cli("search", "--population", "--space", space, "--budget", "1-11MFLOPs", "--trials", "20",
                          "--storage", db, "--study", "pop-A", *FAST)
     assert code == 0, err
     assert "a population: random sampler" in out and "stopping  off" in out
@@ -33,10 +35,12 @@ def test_population_refine_search_compare(cli, tmp_path, ray_cluster):
                          "--apply", "share depth across stages")
     assert code == 0, err
     assert "share depth across stages" in out and "depth non-decreasing" in out and "rule: " in out
+    assert "--epochs 1 --batch-size 32" in out and "--train-images 96 --val-images 64" in out  # the next: line
     doc = yaml.safe_load(refined.read_text())
     assert "depth" in doc["ties"] and doc["lineage"]["study"]["models"] == 20
+    assert doc["lineage"]["parent"]["file"] == str(space.resolve())
     code, out, err = cli("space", "show", refined)
-    assert code == 0 and "lineage:" in out and "architectures: 16" in out
+    assert code == 0 and "lineage:" in out and "architectures: 16" in out and err == ""
 
     code, out, err = cli("search", "--population", "--space", refined, "--budget", "1-11MFLOPs", "--trials", "8",
                          "--storage", db, "--study", "pop-B", *FAST)
@@ -50,6 +54,9 @@ def test_population_refine_search_compare(cli, tmp_path, ray_cluster):
     assert code == 0, err
     verdict = [line for line in out.splitlines() if line.startswith("verdict: ")]
     assert len(verdict) == 1 and "pop-B" in verdict[0] and "KS" in verdict[0]
+    space.write_text(SPACE.read_text().replace("cardinality: [1, 2]", "cardinality: [1, 2, 4]"))
+    code, _, err = cli("space", "show", refined)  # the parent changed since: one warning line, not a crash
+    assert code == 0 and err.startswith("warning: ") and "has changed" in err and len(err.splitlines()) == 1
     # a search study is not a population: refine says why and how to make one
     code, out, err = cli("search", "--space", SPACE, "--budget", "1-11MFLOPs", "--trials", "2", "--storage", db,
                          "--study", "search-C", "--sampler", "tpe", *FAST)
