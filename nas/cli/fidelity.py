@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reseed", type=int, metavar="SEED",
                    help="training seed of the retrained candidates; alone, retrain at the study's own fidelity "
                         "(the proxy's seed-to-seed noise)")
+    p.add_argument("--any-cost", action="store_true",
+                   help="retrain at the given fidelity even if it costs no more than the study's (another proxy of "
+                        "the same cost, to compare two proxies rather than check against a reference)")
     p.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (default 1 on a CPU)")
     p.add_argument("--max-concurrent", type=int, metavar="K", help="trials at once (default: as many as fit)")
     p.add_argument("--address", metavar="HOST:PORT", help="join this Ray cluster (default $RAY_ADDRESS, else local)")

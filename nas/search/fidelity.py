@@ -184,11 +184,11 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
     ours = image_epochs(settings.epochs, settings.train_images, n_train)
     theirs = image_epochs(ref.epochs, ref.train_images, n_train)
     reseeded = ref.train_seed != int(settings.schedule.get("seed", 0))
-    if not (theirs > ours or (reseeded and theirs == ours)):
+    if not (theirs > ours or (reseeded and theirs == ours) or getattr(args, "any_cost", False)):
         raise UserError(f"the reference fidelity ({ref.epochs} epochs of {ref.train_images or n_train:,} images) is "
                         f"not above the study's ({settings.epochs} epochs of {settings.train_images or n_train:,}); "
-                        f"raise --epochs or --train-images, or give --reseed SEED to retrain at the same fidelity "
-                        f"with another seed")
+                        f"raise --epochs or --train-images, give --reseed SEED to retrain at the same fidelity "
+                        f"with another seed, or --any-cost to compare with another proxy of no higher cost")
     linked = linked_name(name, ref)
     with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as folder:
         opts = SearchOptions(
