@@ -264,10 +264,10 @@ def check_latency_options(opts: SearchOptions, objectives: tuple[str, ...]) -> N
         parse_latency_ms(opts.max_latency)
     if opts.latency_runtime is None:
         return
+    runtime, device = parse_runtime(opts.latency_runtime, opts.device or "cpu")  # an unknown name first
     if "latency" not in objectives and opts.max_latency is None:
         raise UserError(f"--latency-runtime {opts.latency_runtime}: nothing measures latency; add latency to "
                         f"--objectives (accuracy,latency) or give a --max-latency budget")
-    runtime, device = parse_runtime(opts.latency_runtime, opts.device or "cpu")
     if runtime == "onnxruntime" or device == "cpu":  # CUDA is checked against the cluster's devices
         from nas.workers.deployment_latency import check_runtime
 
