@@ -105,7 +105,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=45)  # a server closing its connections on 2 loaded cores can take a while
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
