@@ -246,11 +246,15 @@ def _budget_lines(fig: go.Figure, studies: Sequence[StudyData], log: bool) -> No
             if value <= 0 or (value, word) in seen:
                 continue
             seen.add((value, word))
-            fig.add_vline(x=value, line={"color": "#444", "dash": "dash", "width": 1.5}, row="all", col=1)
-            # Annotations on a log axis take log10 of the value (shapes take the value itself).
-            fig.add_annotation(x=math.log10(value) if log else value, y=1.0, xref="x", yref="paper",
-                               text=f"{word} {format_flops(value)}", showarrow=False, font={"size": 11},
-                               xanchor="right" if word == "budget" else "left", yanchor="bottom")
+            _budget_line(fig, value, f"{word} {format_flops(value)}", log, "right" if word == "budget" else "left")
+
+
+def _budget_line(fig: go.Figure, value: float, text: str, log: bool, xanchor: str = "right") -> None:
+    """A dashed vertical line across the panels at ``value``, labelled at the top."""
+    fig.add_vline(x=value, line={"color": "#444", "dash": "dash", "width": 1.5}, row="all", col=1)
+    # Annotations on a log axis take log10 of the value (shapes take the value itself).
+    fig.add_annotation(x=math.log10(value) if log else value, y=1.0, xref="x", yref="paper", text=text,
+                       showarrow=False, font={"size": 11}, xanchor=xanchor, yanchor="bottom")
 
 
 def _latency_lines(fig: go.Figure, studies: Sequence[StudyData], title: str) -> str:
@@ -261,9 +265,7 @@ def _latency_lines(fig: go.Figure, studies: Sequence[StudyData], title: str) -> 
     for s in studies:
         budget = (s.settings.latency or {}).get("max_ms") if s.settings is not None else None
         if budget:
-            fig.add_vline(x=budget, line={"color": "#444", "dash": "dash", "width": 1.5}, row="all", col=1)
-            fig.add_annotation(x=budget, y=1.0, xref="x", yref="paper", text=f"latency budget {budget:g} ms",
-                               showarrow=False, font={"size": 11}, xanchor="right", yanchor="bottom")
+            _budget_line(fig, budget, f"latency budget {budget:g} ms", log=False)
     if not plans:
         return title
     return f"deployment latency, ms at batch 1 ({'; '.join(sorted(plans))})"

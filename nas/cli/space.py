@@ -334,18 +334,20 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _band(x: tuple[float, float, float]) -> str:
+    """An estimate with its 95 % interval: ``-0.052 [-0.067, -0.038]``."""
+    return f"{x[0]:+.3f} [{x[1]:+.3f}, {x[2]:+.3f}]"
+
+
 def _print_proposals(proposals: list[Any], n: int, name: str) -> None:
     from nas.dashboards.refine import RULE
-
-    def fmt(band: tuple[float, float, float]) -> str:
-        return f"{band[0]:+.3f} [{band[1]:+.3f}, {band[2]:+.3f}]"
 
     rows = []
     for q in proposals:
         ev = q.evidence
         rows.append((q.description, "-" if ev is None else ev.n_a, "-" if ev is None else f"{ev.ks:.2f}",
                      "-" if ev is None else f"{ev.p:.2g}", "-" if ev is None else f"{ev.p_better:.2g}",
-                     "-" if ev is None else fmt(ev.mean_diff), "-" if ev is None else fmt(ev.best_diff),
+                     "-" if ev is None else _band(ev.mean_diff), "-" if ev is None else _band(ev.best_diff),
                      f"{q.log10_before:.2f} -> {q.log10_after:.2f}",
                      ("ACCEPT " if q.accepted else "reject ") + q.reason))
     print(f"population {name}: {n} models; mean and best error are the admitted models' minus the rest's")
@@ -382,13 +384,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         ev = result.evidence
 
-        def band(x: tuple[float, float, float]) -> str:
-            return f"{x[0]:+.3f} [{x[1]:+.3f}, {x[2]:+.3f}]"
-
         rows = [(a.name, a.space.name, len(a), f"{ev.mean_b:.3f}", f"{ev.best_b:.3f}", f"{result.log10_a:.2f}"),
                 (b.name, b.space.name, len(b), f"{ev.mean_a:.3f}", f"{ev.best_a:.3f}", f"{result.log10_b:.2f}")]
         print(render_table(("population", "space", "models", "mean error", "best error", "log10 size"), rows))
-        print(f"{b.name} - {a.name}: mean error {band(ev.mean_diff)}, best error {band(ev.best_diff)}, "
+        print(f"{b.name} - {a.name}: mean error {_band(ev.mean_diff)}, best error {_band(ev.best_diff)}, "
               f"KS {ev.ks:.2f} (p {ev.p:.2g}), normalised EDFs")
         print(f"verdict: {result.verdict()}")
     if html is not None:
