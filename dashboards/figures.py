@@ -66,7 +66,7 @@ from nas.study.records import (
 )
 
 __all__ = ["DEPTH", "FIDELITY_HEADING", "FIGURES", "Dashboard", "FidelityPanel", "build_dashboard", "color_choices",
-           "fidelity_panels"]
+           "fidelity_panels", "fidelity_sections"]
 
 #: The figures, in page order: key -> heading.
 FIGURES: dict[str, str] = {
@@ -106,7 +106,7 @@ class Dashboard:
     ks: list[dict[str, Any]]  # one row per pair of studies
     notes: dict[str, str] = field(default_factory=dict)  # figure key -> a sentence on how to read it
     n_trials: int = 0
-    # study name -> its fidelity checks' panels (the report's; the live page reads no checks)
+    # study name -> its fidelity checks' panels
     fidelity: dict[str, list[FidelityPanel]] = field(default_factory=dict)
     fidelity_hints: dict[str, str] = field(default_factory=dict)  # study name -> one line, where it has no check
 
@@ -826,6 +826,19 @@ def fidelity_panel(parent: StudyData, linked: StudyData, members: set[int] | Non
     fig.update_yaxes(title_text=y_label, tickformat=".1%")
     return FidelityPanel(study=parent.name, linked=linked.name, reseed=reseed, title=title, names=names,
                          x_label=x_label, y_label=y_label, report=report, figure=fig)
+
+
+def fidelity_sections(dash: Dashboard) -> list[tuple[str, FidelityPanel | str]]:
+    """The fidelity checks' section in page order, for the report and the live page alike: per
+    study, each check as ``(prefix, panel)`` (the prefix names the study when there are several),
+    then for a study without one, ``("", hint)``."""
+    order = [n for n in dash.fronts if n in dash.fidelity or n in dash.fidelity_hints]
+    out: list[tuple[str, FidelityPanel | str]] = []
+    for name in order:
+        out += [(f"{name}: " if len(order) > 1 else "", panel) for panel in dash.fidelity.get(name, [])]
+        if name in dash.fidelity_hints:
+            out.append(("", dash.fidelity_hints[name]))
+    return out
 
 
 def fidelity_hint(s: StudyData) -> str:

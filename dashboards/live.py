@@ -7,6 +7,10 @@ transaction; SQLite runs in WAL mode, so the search's writes never wait for the 
 rebuilds the figures only when something changed. A poll that finds nothing new sends
 nothing. The page never writes to the study.
 
+The study's fidelity checks (the linked studies ``nas fidelity`` writes) are read with it, so a
+check that runs while the page is open shows its proxy-vs-reference plots and verdict as its
+candidates land, as the report draws them.
+
 A read that fails (a database restarting, a network blip) keeps the last figures on screen
 and says so in the status line; the next poll tries again.
 """
@@ -22,7 +26,14 @@ from datetime import datetime
 from typing import Any
 
 from nas.common.errors import UserError
-from nas.dashboards.figures import FIGURES, Dashboard, build_dashboard
+from nas.dashboards.figures import (
+    FIDELITY_HEADING,
+    FIDELITY_NOTE,
+    FIGURES,
+    Dashboard,
+    build_dashboard,
+    fidelity_sections,
+)
 from nas.dashboards.report import CSS as REPORT_CSS
 from nas.dashboards.report import PLOTLY_CONFIG
 from nas.dashboards.studies import StudyData, StudySource, quiet_gc
@@ -31,9 +42,10 @@ __all__ = ["LiveBoard", "create_app", "make_server"]
 
 
 def _signature(studies: Sequence[StudyData]) -> str:
-    """Changes whenever a trial is added, finishes, or a running one reports an epoch."""
+    """Changes whenever a trial is added, finishes, or a running one reports an epoch, in a study
+    or in one of its fidelity checks."""
     parts = []
-    for s in studies:
+    for s in [*studies, *(link for study in studies for link in study.links)]:
         outcomes: dict[str, int] = {}
         points = 0
         for r in s.records:
@@ -65,8 +77,7 @@ class LiveBoard:
                 self._read_at = now
                 try:
                     with quiet_gc():
-                        # the fidelity checks are the report's (the live page's figures are fixed at start)
-                        studies = [s.read(links=False) for s in self.sources]
+                        studies = [s.read() for s in self.sources]
                     self.error = None
                 except Exception as exc:  # keep the last figures; say why they are not fresh
                     if self.board is None:
@@ -123,6 +134,30 @@ def _fronts(board: Dashboard) -> list[Any]:
     return out
 
 
+def _fidelity(board: Dashboard) -> list[Any]:
+    """The fidelity checks' section, as the report lays it out: per check its title, verdict,
+    statistics and plot; for a study without one, how to make one."""
+    from dash import dcc, html
+
+    sections = fidelity_sections(board)
+    if not sections:
+        return []
+    out: list[Any] = [html.H2(FIDELITY_HEADING, style={"fontSize": "19px", "marginTop": "28px"})]
+    if board.fidelity:
+        out.append(html.P(FIDELITY_NOTE, className="note"))
+    k = 0
+    for prefix, item in sections:
+        if isinstance(item, str):
+            out.append(html.P(item, className="note fidelity-hint"))
+            continue
+        stats = item.statistics()
+        out += [html.H3(prefix + item.title), html.P([html.B("verdict:"), " " + item.verdict], className="verdict"),
+                html.P((stats + ". " if stats else "") + f"Retrained in study {item.linked}.", className="note"),
+                dcc.Graph(id=f"fig-fidelity-{k}", figure=item.figure, config=PLOTLY_CONFIG)]
+        k += 1
+    return out
+
+
 CSS = {"fontFamily": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "maxWidth": "1400px",
        "margin": "16px auto", "padding": "0 16px", "color": "#222"}
 
@@ -160,7 +195,8 @@ def create_app(sources: Sequence[StudySource], color_by: str | None = None, refr
                          dcc.Graph(id=f"fig-{key}", figure=board.figures[key], config=PLOTLY_CONFIG)]
             if key == "edf":
                 children.append(html.Div(_table(board.ks) if board.ks else None, id="ks"))
-        children += [html.H2("Pareto front", style={"fontSize": "19px", "marginTop": "28px"}),
+        children += [html.Div(_fidelity(board), id="fidelity"),
+                     html.H2("Pareto front", style={"fontSize": "19px", "marginTop": "28px"}),
                      html.Div(_fronts(board), id="fronts"),
                      dcc.Interval(id="tick", interval=int(refresh_s * 1000)), dcc.Store(id="stamp", data=sig)]
         return html.Div(children, style=CSS)
@@ -169,7 +205,7 @@ def create_app(sources: Sequence[StudySource], color_by: str | None = None, refr
 
     @app.callback([Output(f"fig-{k}", "figure") for k in keys]
                   + [Output("status", "children"), Output("summary", "children"), Output("ks", "children"),
-                     Output("fronts", "children"), Output("stamp", "data")],
+                     Output("fidelity", "children"), Output("fronts", "children"), Output("stamp", "data")],
                   Input("tick", "n_intervals"), State("stamp", "data"))
     def refresh(_n: int | None, stamp: str | None) -> list[Any]:
         board, sig = live.current()
@@ -177,7 +213,7 @@ def create_app(sources: Sequence[StudySource], color_by: str | None = None, refr
             raise PreventUpdate  # nothing new: send nothing
         return [board.figures[k] for k in keys] + [
             _status(live, board), _table(board.summary), _table(board.ks) if board.ks else None,
-            _fronts(board), sig]
+            _fidelity(board), _fronts(board), sig]
 
     return app
 

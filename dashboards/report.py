@@ -19,7 +19,14 @@ from typing import Any
 
 from nas.common.errors import UserError
 from nas.common.files import check_writable
-from nas.dashboards.figures import FIDELITY_HEADING, FIDELITY_NOTE, FIGURES, Dashboard, FidelityPanel
+from nas.dashboards.figures import (
+    FIDELITY_HEADING,
+    FIDELITY_NOTE,
+    FIGURES,
+    Dashboard,
+    FidelityPanel,
+    fidelity_sections,
+)
 
 __all__ = ["check_output", "render_report", "write_report"]
 
@@ -123,19 +130,19 @@ def _panel_html(panel: FidelityPanel, div_id: str, prefix: str = "") -> list[str
 def fidelity_html(dash: Dashboard) -> list[str]:
     """The fidelity checks' section: per study, each check's plot and verdict, or one line on how
     to make one."""
-    order = [n for n in dash.fronts if n in dash.fidelity or n in dash.fidelity_hints]
-    if not order:
+    sections = fidelity_sections(dash)
+    if not sections:
         return []
     parts = [f"<h2 id='h-fidelity'>{html.escape(FIDELITY_HEADING)}</h2>"]
     if dash.fidelity:
         parts.append(f"<p class='note'>{html.escape(FIDELITY_NOTE)}</p>")
     k = 0
-    for name in order:
-        for panel in dash.fidelity.get(name, []):
-            parts.extend(_panel_html(panel, f"fig-fidelity-{k}", f"{name}: " if len(order) > 1 else ""))
+    for prefix, item in sections:
+        if isinstance(item, str):
+            parts.append(f"<p class='note fidelity-hint'>{html.escape(item)}</p>")
+        else:
+            parts.extend(_panel_html(item, f"fig-fidelity-{k}", prefix))
             k += 1
-        if name in dash.fidelity_hints:
-            parts.append(f"<p class='note fidelity-hint'>{html.escape(dash.fidelity_hints[name])}</p>")
     return parts
 
 

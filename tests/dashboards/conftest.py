@@ -79,6 +79,25 @@ def one_study(synthetic: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return url, study.study_name
 
 
+def _tick(client: Any, stamp: str | None) -> tuple[int, dict[str, Any] | None]:
+    """Fire the live page's refresh callback the way the browser does (one Interval tick): the
+    status code (204: nothing new, nothing sent) and the outputs sent."""
+    dep = client.get("/_dash-dependencies").get_json()[0]
+    payload = {"output": dep["output"], "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
+                                                    for o in dep["output"].strip(".").split("...")],
+               "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
+               "state": [{"id": "stamp", "property": "data", "value": stamp}],
+               "changedPropIds": ["tick.n_intervals"]}
+    r = client.post("/_dash-update-component", json=payload)
+    return r.status_code, (r.get_json() if r.status_code == 200 else None)
+
+
+@pytest.fixture
+def tick() -> Callable[[Any, str | None], tuple[int, dict[str, Any] | None]]:
+    """The live page's refresh tick, fired in process through the Dash app's test client."""
+    return _tick
+
+
 @pytest.fixture
 def free_port() -> int:
     """A port nothing listens on (bound and released at once)."""

@@ -9,14 +9,19 @@ check (same fidelity, seed 1) of 3 candidates in reversed order.
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+import time
 from typing import Any
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 
 from nas.common.errors import UserError
 from nas.dashboards.figures import build_dashboard
+from nas.dashboards.live import create_app
 from nas.dashboards.report import render_report, write_report
 from nas.dashboards.studies import open_sources
 from nas.search.fidelity import LINK_ATTR, compare
@@ -60,21 +65,24 @@ def _check(synthetic: Any, storage: Any, name: str, parent: optuna.Study, sample
         "reference": {"epochs": epochs, "train_images": 50_000, "val_images": VAL, "batch_size": 256, "lr": None,
                       "train_seed": seed},
         "trials": {t.user_attrs["arch_hash"]: t.number for t in sample}})
-    dists = {k: v for t in sample for k, v in t.distributions.items()}
     for t in sample:
-        attrs = {k: v for k, v in t.user_attrs.items() if k not in ("curve", "best_accuracy")}
-        attrs[LINK_ATTR] = t.number
-        if t.number in failed:
-            attrs.update(outcome="failed", reason="diverged: loss is nan at epoch 2", accuracy=None)
-            state, values = optuna.trial.TrialState.FAIL, None
-        else:
-            acc = accuracy[t.number]
-            attrs.update(outcome="complete", accuracy=acc, epochs=epochs,
-                         curve=[{"epoch": e, "accuracy": acc} for e in range(1, epochs + 1)])
-            state, values = optuna.trial.TrialState.COMPLETE, [acc, attrs["flops"]]
-        study.add_trial(optuna.trial.create_trial(state=state, values=values, params=t.params,
-                                                  distributions={k: dists[k] for k in t.params}, user_attrs=attrs))
+        study.add_trial(_retrained(t, epochs, None if t.number in failed else accuracy[t.number]))
     return study
+
+
+def _retrained(t: optuna.trial.FrozenTrial, epochs: int, acc: float | None) -> optuna.trial.FrozenTrial:
+    """Parent trial ``t`` as a fidelity check records it: COMPLETE at ``acc``, or FAIL (``None``)."""
+    attrs = {k: v for k, v in t.user_attrs.items() if k not in ("curve", "best_accuracy")}
+    attrs[LINK_ATTR] = t.number
+    if acc is None:
+        attrs.update(outcome="failed", reason="diverged: loss is nan at epoch 2", accuracy=None)
+        state, values = optuna.trial.TrialState.FAIL, None
+    else:
+        attrs.update(outcome="complete", accuracy=acc, epochs=epochs,
+                     curve=[{"epoch": e, "accuracy": acc} for e in range(1, epochs + 1)])
+        state, values = optuna.trial.TrialState.COMPLETE, [acc, attrs["flops"]]
+    return optuna.trial.create_trial(state=state, values=values, params=t.params, distributions=t.distributions,
+                                     user_attrs=attrs)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +104,7 @@ def checked(synthetic, tmp_path_factory) -> dict[str, Any]:
     _check(synthetic, storage, RESEED, parent, few, epochs=10, seed=1, accuracy=reversed_acc)
     proxy = {t.number: t.user_attrs["accuracy"] for t in sample}
     return {"url": url, "storage": storage, "proxy": proxy, "reference": reference, "failed": sample[-1].number,
-            "reseed": reversed_acc}
+            "reseed": reversed_acc, "sample": sample}
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +115,15 @@ def board(checked):
     return build_dashboard(data)
 
 
-def _points(panel):
-    (trace,) = [t for t in panel.figure.data if (t.name or "").startswith("architectures")]
+def _points(figure: go.Figure) -> Any:
+    (trace,) = [t for t in figure.data if (t.name or "").startswith("architectures")]
     return trace
 
 
 def test_the_plot_has_one_point_per_architecture_trained_in_both(checked, board):
     reference, reseed = board.fidelity[PARENT]  # references before reseeds
     assert (reference.linked, reseed.linked) == (REFERENCE, RESEED) and not reference.reseed and reseed.reseed
-    trace = _points(reference)
+    trace = _points(reference.figure)
     numbers = [int(c[0]) for c in trace.customdata]
     trained = {n: a for n, a in checked["reference"].items() if n != checked["failed"]}
     assert sorted(numbers) == sorted(trained) and len(numbers) == 8  # the failed retraining is no point
@@ -152,7 +160,7 @@ def test_a_reseed_check_is_labelled_as_the_seed_noise(checked, board):
     assert panel.names == ("seed 0", "seed 1")
     assert panel.figure.layout.xaxis.title.text.startswith("accuracy with seed 0")
     assert panel.verdict.startswith("ranking is noise at this fidelity (tau -1.00 over 3")
-    trace = _points(panel)
+    trace = _points(panel.figure)
     assert {int(c[0]): y for c, y in zip(trace.customdata, trace.y)} == pytest.approx(checked["reseed"])
 
 
@@ -204,10 +212,56 @@ def test_checks_do_not_count_in_the_default_choice_of_study(checked, synthetic, 
         open_sources(url, None)
 
 
-def test_the_live_page_reads_no_checks(checked):
-    source = open_sources(checked["url"], [PARENT])[0][0]
-    assert source.read(links=False).links == []
-    assert build_dashboard([source.read(links=False)]).fidelity == {}
+def _component(tree: Any, ident: str) -> dict[str, Any]:
+    """The Dash component with id ``ident`` in a callback's JSON output."""
+    if isinstance(tree, dict):
+        if tree.get("props", {}).get("id") == ident:
+            return tree
+        children = list(tree.values())
+    elif isinstance(tree, list):
+        children = tree
+    else:
+        children = []
+    for child in children:
+        found = _component(child, ident)
+        if found:
+            return found
+    return {}
+
+
+def test_the_live_page_draws_each_check_and_follows_it(checked, tmp_path, tick):
+    """The live page shows each fidelity check as the report does (title, verdict, one point per
+    architecture trained in both); a candidate that a check retrains while the page is open
+    reaches the page on the next tick."""
+    db = tmp_path / "live.db"
+    with sqlite3.connect(checked["url"].removeprefix("sqlite:///")) as src, sqlite3.connect(db) as dst:
+        src.backup(dst)  # a copy to write to (the module's storage is in WAL mode: copying the file is not enough)
+    url = f"sqlite:///{db}"
+    expected = build_dashboard([s.read() for s in open_sources(url, [PARENT])[0]]).fidelity[PARENT]
+    assert [p.linked for p in expected] == [REFERENCE, RESEED]
+    client = create_app(open_sources(url, [PARENT])[0], refresh_s=0.2).server.test_client()
+    assert client.get("/").status_code == 200
+    code, body = tick(client, None)
+    assert code == 200 and body is not None
+    section = body["response"]["fidelity"]["children"]
+    text = json.dumps(section, ensure_ascii=False)
+    for k, panel in enumerate(expected):
+        assert panel.title in text and panel.verdict in text
+        drawn = go.Figure(_component(section, f"fig-fidelity-{k}")["props"]["figure"])
+        assert len(_points(drawn).x) == len(panel.report.rows)
+    assert len(_points(expected[1].figure).x) == 3
+    stamp = body["response"]["stamp"]["data"]
+    time.sleep(0.25)
+    assert tick(client, stamp)[0] == 204  # nothing new anywhere: nothing sent
+
+    # The seed check retrains a fourth architecture of the sample.
+    study = optuna.load_study(study_name=RESEED, storage=open_storage(url))
+    study.add_trial(_retrained(checked["sample"][3], 10, 0.5))
+    time.sleep(0.25)
+    code, body = tick(client, stamp)
+    assert code == 200 and body is not None
+    reseed = _component(body["response"]["fidelity"]["children"], "fig-fidelity-1")
+    assert len(_points(go.Figure(reseed["props"]["figure"])).x) == 4
 
 
 def test_the_plots_draw_in_headless_chromium(board, tmp_path, browser):

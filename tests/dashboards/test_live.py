@@ -24,19 +24,7 @@ from nas.study.storage import open_storage
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _callback(client: Any, stamp: str | None) -> tuple[int, dict[str, Any] | None]:
-    """Fire the page's refresh callback the way the browser does (one Interval tick)."""
-    dep = client.get("/_dash-dependencies").get_json()[0]
-    payload = {"output": dep["output"], "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
-                                                    for o in dep["output"].strip(".").split("...")],
-               "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
-               "state": [{"id": "stamp", "property": "data", "value": stamp}],
-               "changedPropIds": ["tick.n_intervals"]}
-    r = client.post("/_dash-update-component", json=payload)
-    return r.status_code, (r.get_json() if r.status_code == 200 else None)
-
-
-def test_refresh_sends_nothing_until_a_trial_lands(synthetic, tmp_path):
+def test_refresh_sends_nothing_until_a_trial_lands(synthetic, tmp_path, tick):
     """In-process: a tick with nothing new is answered 204 (no data sent); after a trial is told,
     the tick returns every figure with the new trial counted."""
     url = f"sqlite:///{tmp_path / 'live.db'}"
@@ -46,28 +34,28 @@ def test_refresh_sends_nothing_until_a_trial_lands(synthetic, tmp_path):
     app = create_app(sources, refresh_s=0.2)
     client = app.server.test_client()
     assert client.get("/").status_code == 200
-    code, body = _callback(client, None)  # the first tick of a page fills it
+    code, body = tick(client, None)  # the first tick of a page fills it
     assert code == 200 and body is not None
     stamp = body["response"]["stamp"]["data"]
     assert set(k.removeprefix("fig-") for k in body["response"] if k.startswith("fig-")) == set(FIGURES)
     time.sleep(0.25)
-    assert _callback(client, stamp)[0] == 204  # nothing new: nothing sent
+    assert tick(client, stamp)[0] == 204  # nothing new: nothing sent
     synthetic.write_live(storage, study.study_name, space="resnest-cifar", interval=0.0, count=1, high=1e9,
                          seed=5)
     time.sleep(0.25)
-    code, body = _callback(client, stamp)
+    code, body = tick(client, stamp)
     assert code == 200 and body is not None
     status = json.dumps(body["response"]["status"]["children"])
     assert '"31"' in status  # the trial-count span now says 31
 
 
-def test_live_page_of_an_empty_study_waits_for_trials(two_studies):
+def test_live_page_of_an_empty_study_waits_for_trials(two_studies, tick):
     """A search that has only just created its study: the page serves, with empty figures."""
     url, _ = two_studies
     app = create_app(open_sources(url, ["synthetic-empty"])[0], refresh_s=1)
     client = app.server.test_client()
     assert client.get("/").status_code == 200
-    assert _callback(client, None)[0] == 200
+    assert tick(client, None)[0] == 200
 
 
 class _Lines:
