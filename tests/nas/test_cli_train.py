@@ -10,10 +10,11 @@ from nas.search_spaces import build_model, load_config
 
 def test_train_writes_weights_metrics_and_config(cli, tmp_path):
     out = tmp_path / "run"
-    code, stdout, err = cli("train", "resnext11_2x8d", "--epochs", "1", "--limit", "512", "--batch-size", "64",
-                            "--device", "cpu", "--threads", "1", "--out", out)
+    code, stdout, err = cli("train", "resnext11_2x8d", "--epochs", "1", "--limit", "512", "--val-limit", "300",
+                            "--batch-size", "64", "--device", "cpu", "--threads", "1", "--out", out)
     assert code == 0, err
     assert "val_acc" in stdout and "resnext11_2x8d" in err
+    assert "(512 train / 300 val images" in err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["epochs_completed"] == 1
     assert 0 <= metrics["val_acc"] <= 1 and metrics["images_per_s"] > 0
@@ -31,6 +32,7 @@ def test_train_writes_weights_metrics_and_config(cli, tmp_path):
     (["--device", "cuda"], "no CUDA GPU"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--threads", "0"], "--threads must be at least 1"),
+    (["--val-limit", "0"], "--val-limit must be at least 1"),
     (["--device", "tpu"], "invalid choice"),
 ])
 def test_train_mistakes_get_one_error_line_and_write_nothing(cli, tmp_path, argv, message):
