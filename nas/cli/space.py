@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from nas.common.budget import parse_budget
+from nas.common.budget import Budget, parse_budget
 from nas.common.text_table import render_table
 from nas.common.units import format_flops
 from nas.search_spaces.registry import load_space, space_names
@@ -179,9 +179,11 @@ def lineage_lines(space: SearchSpace) -> list[str]:
                      f"to 10^{size.get('after', 0):.2f} architectures, from population {study.get('name')} "
                      f"({study.get('models')} models, {study.get('fidelity', '')})")
         for change in step.get("accepted", []):
+            forced = " (applied by --apply; the rule rejected it)" \
+                if str(change.get("decision", "")).startswith("applied by --apply") else ""
             lines.append(f"          + {change.get('change')}: n {change.get('n')}, KS {change.get('ks', 0):.2f}, "
-                         f"p {change.get('p_better', float('nan')):.2g}, mean error "
-                         f"{change.get('mean_change', [0])[0]:+.3f}")
+                         f"p(better) {change.get('p_better', float('nan')):.2g}, mean error "
+                         f"{change.get('mean_change', [0])[0]:+.3f}{forced}")
     lines.append(f"          = {space.name} ({space.count():,} architectures)")
     warning = parent_warning(space)
     if warning:
@@ -290,7 +292,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
         "parent": {"space": pop.space.name, "fingerprint": settings.space_fingerprint,
                    **({"file": settings.space_file} if settings.space_file else {})},
         "study": {"name": name, "storage": url.display(), "models": len(pop), "budget": settings.budget_text(),
-                  "fidelity": f"{settings.epochs} epochs x {settings.train_images or 'all'} images"},
+                  "fidelity": f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''} x "
+                              f"{f'{settings.train_images:,}' if settings.train_images else 'all'} images"},
         "size": {"before": R.log10_size(pop.space), "after": R.log10_size(child)},
         "rule": RULE,
         "accepted": [{"change": q.description, **q.refinement.to_dict(), "decision": q.reason,
@@ -302,7 +305,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
     base_name = pop.space.name.rsplit("-r", 1)[0] if parent_lineage else pop.space.name
     final = R.with_lineage(child_doc, f"{base_name}-r{len(ancestors) + 1}", _rounded(lineage), ancestors)
     atomic_write_text(out, yaml.safe_dump(final, sort_keys=False, default_flow_style=None, width=110))
-    print(f"wrote {out}: {len(accepted)} of {len(proposals)} refinements accepted; 10^{lineage['size']['before']:.2f} "
+    forced = sum(q.reason.startswith("applied by --apply") for q in accepted)
+    how = f"{len(accepted) - forced} accepted by the rule" + (f", {forced} applied by --apply" if forced else "")
+    print(f"wrote {out}: {len(accepted)} of {len(proposals)} refinements ({how}); 10^{lineage['size']['before']:.2f} "
           f"-> 10^{lineage['size']['after']:.2f} architectures ({child.count():,})")
     print(f"next: nas search --population --space {out} {same_fidelity_flags(settings)} --trials {len(pop)} "
           f"--study {name}-r   then   nas space compare --study {name} --study {name}-r")
@@ -311,7 +316,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 def same_fidelity_flags(settings: Any) -> str:
     """The ``nas search`` options that sample a population as ``settings`` did (budget, data, fidelity)."""
-    budget = (f"{settings.budget_low:.4g}-" if settings.budget_low > 0 else "") + f"{settings.budget_high:.4g}"
+    budget = Budget(high=settings.budget_high, low=settings.budget_low).flag()
     flags = [f"--budget {budget}", f"--dataset {settings.dataset}", f"--resolution {settings.train_resolution}",
              f"--epochs {settings.epochs}", f"--batch-size {settings.batch_size}", f"--lr {settings.schedule['lr']:g}"]
     flags += [f"--train-images {settings.train_images}"] if settings.train_images else []

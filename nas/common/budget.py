@@ -38,6 +38,17 @@ class Budget:
     def is_window(self) -> bool:
         return self.low > 0
 
+    def flag(self) -> str:
+        """The budget as ``--budget`` takes it, read back exactly: ``15-20MFLOPs``, ``4GFLOPs``,
+        ``900MFLOPs-1.2GFLOPs`` (``str`` rounds to three digits for people)."""
+        high_num, high_unit = _exact(self.high)
+        if not self.is_window:
+            return f"{high_num}{high_unit}FLOPs"
+        low_num, low_unit = _exact(self.low)
+        if low_unit == high_unit:
+            return f"{low_num}-{high_num}{high_unit}FLOPs"
+        return f"{low_num}{low_unit}FLOPs-{high_num}{high_unit}FLOPs"
+
     def __str__(self) -> str:
         if self.is_window:
             return f"{format_flops(self.low)} - {format_flops(self.high)}"
@@ -47,6 +58,17 @@ class Budget:
 def _value(number: str, exponent: str | None, unit: str) -> float:
     # At most 15 digits and a two-digit exponent (the regex): always a finite float.
     return float(f"{number}e{exponent or 0}") * _SCALE[unit.lower()]
+
+
+def _exact(n: float) -> tuple[str, str]:
+    """``n`` as a number and a unit that :func:`_value` turns back into exactly ``n``."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            for digits in (6, 12, 17):
+                text = f"{n / scale:.{digits}g}"
+                if "e" not in text and _value(text, None, unit) == n:
+                    return text, unit
+    return f"{n:.17g}", ""
 
 
 def parse_budget(text: str) -> Budget:

@@ -151,12 +151,17 @@ def test_a_refinement_of_a_refinement_keeps_the_chain_and_compare_judges(pop_db,
     storage = f"sqlite:///{pop_db}"
     write_population(storage, "pop-B", out.read_text(), 150, seed=7)
     out2 = tmp_path / "r2.yaml"
-    code, _, err = cli("space", "refine", "--study", "pop-B", "--storage", pop_db, "-o", out2,
-                       "--apply", "share se_ratio across stages")
+    code, stdout, err = cli("space", "refine", "--study", "pop-B", "--storage", pop_db, "-o", out2,
+                            "--apply", "share se_ratio across stages")
     assert code == 0, err
     lin = yaml.safe_load(out2.read_text())["lineage"]
     assert lin["ancestors"][0]["study"]["name"] == "pop-A" and lin["study"]["name"] == "pop-B"
     assert any("applied by --apply" in c["decision"] for c in lin["accepted"])
+    assert "1 applied by --apply" in stdout
+    code, shown, _ = cli("space", "show", out2)
+    assert code == 0 and "share se_ratio across stages: n " in shown
+    (line,) = [x for x in shown.splitlines() if "+ share se_ratio across stages" in x]
+    assert line.endswith("(applied by --apply; the rule rejected it)")
     code, stdout, err = cli("space", "compare", "--study", "pop-A", "--study", "pop-B", "--storage", pop_db,
                             "--html", tmp_path / "edf.html")
     assert code == 0, err

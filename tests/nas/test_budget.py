@@ -23,6 +23,18 @@ def test_windows(text, low, high):
     assert b.contains(low) and b.contains(high) and not b.contains(high + 1) and not b.contains(low - 1)
 
 
+@pytest.mark.parametrize("budget, flag", [
+    (Budget(high=4e9), "4GFLOPs"), (Budget(high=20e6, low=15e6), "15-20MFLOPs"),
+    (Budget(high=1.2e9, low=900e6), "900MFLOPs-1.2GFLOPs"), (Budget(high=4089184256), None),
+    (Budget(high=1e12 / 3, low=1e6 / 7), None), (Budget(high=2.5e15), "2500TFLOPs"),
+])
+def test_a_budget_written_as_a_flag_reads_back_exactly(budget, flag):
+    """What 'nas space refine' prints as the child's --budget is the parent's budget, to the FLOP."""
+    if flag is not None:
+        assert budget.flag() == flag
+    assert parse_budget(budget.flag()) == budget
+
+
 @pytest.mark.parametrize("text", ["", "abc", "4XFLOPs", "-4G", "4G-3G", "4G-4G", "G", "4 G F", "4,5G", "0G"])
 def test_bad_budgets_show_the_accepted_forms(text):
     with pytest.raises(UserError) as err:

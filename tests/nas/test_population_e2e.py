@@ -36,6 +36,7 @@ def test_population_refine_search_compare(cli, tmp_path, ray_cluster):
     assert code == 0, err
     assert "share depth across stages" in out and "depth non-decreasing" in out and "rule: " in out
     assert "--epochs 1 --batch-size 32" in out and "--train-images 96 --val-images 64" in out  # the next: line
+    assert "--budget 1-11MFLOPs " in out  # the parent's window, as the user typed it
     doc = yaml.safe_load(refined.read_text())
     assert "depth" in doc["ties"] and doc["lineage"]["study"]["models"] == 20
     assert doc["lineage"]["parent"]["file"] == str(space.resolve())
