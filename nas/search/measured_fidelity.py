@@ -2,8 +2,8 @@
 own fidelity was measured to rank candidates, when its space and fidelity match a recorded one.
 
 ``measured_fidelity.json`` is written by ``python bench/proxy_fidelity.py analyze --write-table`` from the
-recorded panels (BENCHMARKS.md, "Proxy fidelity"); a fidelity matches on epochs, training and
-validation images, batch size and learning rate.
+recorded panels (BENCHMARKS.md, "Proxy fidelity"); a fidelity matches on epochs, training images, batch
+size and learning rate, and on validation images or more.
 """
 
 from __future__ import annotations
@@ -24,11 +24,19 @@ def _load() -> list[dict[str, Any]]:
 
 def lookup(space: str, epochs: int, train_images: int | None, val_images: int | None, batch_size: int,
            lr: float) -> dict[str, Any] | None:
+    """The recorded row of this fidelity. A run that validates on more images than a recorded row (``None``:
+    the whole split) matches it too, marked ``more_val``: its accuracies are less noisy, so the
+    recorded rank agreement is what it can expect at least."""
+    near = None
     for row in _load():
-        if (row["space"], row["epochs"], row["train_images"], row["val_images"], row["batch_size"]) == \
-                (space, epochs, train_images, val_images, batch_size) and abs(row["lr"] - lr) < 1e-9:
+        if (row["space"], row["epochs"], row["train_images"], row["batch_size"]) != \
+                (space, epochs, train_images, batch_size) or abs(row["lr"] - lr) >= 1e-9:
+            continue
+        if row["val_images"] == val_images:
             return row
-    return None
+        if row["val_images"] is not None and (val_images is None or val_images > row["val_images"]):
+            near = {**row, "more_val": True}
+    return near
 
 
 def describe(row: dict[str, Any] | None) -> str:
@@ -43,5 +51,6 @@ def describe(row: dict[str, Any] | None) -> str:
         parts.append(f"{row['seed_tau']:.2f} between two training seeds (over {row['seed_n']})")
     if not parts:
         return "recorded for this space and fidelity, without a reference yet"
-    return f"measured on a {row['space']} panel at this fidelity: " + "; ".join(parts) + \
-        " (BENCHMARKS.md, Proxy fidelity)"
+    where = (f"on {row['val_images']:,} validation images (this run validates on more: its ranking should hold at "
+             "least as well)" if row.get("more_val") else "at this fidelity")
+    return f"measured on a {row['space']} panel {where}: " + "; ".join(parts) + " (BENCHMARKS.md, Proxy fidelity)"

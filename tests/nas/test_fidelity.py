@@ -233,4 +233,9 @@ def test_the_plan_quotes_the_measured_signal_of_a_recorded_fidelity():
     assert row is not None and row["seed_n"] >= 8
     assert "between two training seeds" in describe(row) and f"{row['seed_tau']:.2f}" in describe(row)
     assert lookup("resnext-cifar", 3, 2000, 1000, 64, 0.1) is None  # another learning rate: not this one
+    assert lookup("resnext-cifar", 3, 2000, 500, 64, 0.025) is None  # fewer validation images: noisier
+    for val in (5000, None):  # more validation images (None: all): the recorded figure holds at least
+        more = lookup("resnext-cifar", 3, 2000, val, 64, 0.025)
+        assert more is not None and more["tau"] == row["tau"]
+        assert "on 1,000 validation images (this run validates on more" in describe(more)
     assert describe(None).startswith("not measured for this space and fidelity")
