@@ -69,8 +69,14 @@ from nas.study.writer import DeferredStorage, Guard, Refused
 from nas.workers.contract import EpochReport, FinalReport, TrialRequest, is_final
 
 #: Stop proposing after this many proposals in a row that were not worth training (a sampler that
-#: keeps repeating itself, or a budget that leaves little of a large space).
+#: keeps repeating itself, or a budget that leaves little of a large space) ...
 STALL_PROPOSALS = 300
+#: ... or after STALL_FACTOR times the proposals one fresh candidate has cost this driver so far, where
+#: that is more: a narrow FLOP window of a large space (1 proposal in 75 inside resnext-cifar's 15-20 MFLOPs)
+#: misses 300 in a row by chance, and would stop a population short. A run of 10/r misses at a fresh rate
+#: r happens by chance with probability about e^-10. Never more than STALL_CAP (each proposal is an ask).
+STALL_FACTOR = 10
+STALL_CAP = 3000
 #: What a duplicate proposal copies from the trial it repeats.
 DUPLICATE_COPIES = ("accuracy", "best_accuracy", "epochs", "reason", "latency_ms", "latency", "train_flops",
                     "train_n_params", "train_activations", "images_per_s")
@@ -143,6 +149,9 @@ class StudySearcher(Searcher):
         self.running: dict[str, Running] = {}  # Tune trial id -> trial
         self.held: list[Held] = []
         self.stall = 0
+        self._proposals = 0  # proposals this driver made, and how many had been made at its last fresh one
+        self._at_fresh = 0
+        self._fresh = 0  # proposals of this driver that were trained (fresh, feasible, claimed)
         self.exhausted = False
         self.interrupting = False
         self._finished_index: dict[str, TrialRecord] = {}  # arch hash -> first trained record
@@ -243,7 +252,7 @@ class StudySearcher(Searcher):
             return Searcher.FINISHED if not self.held and not self.running else None
         deadline = time.monotonic() + SUGGEST_BUDGET_S
         while time.monotonic() < deadline and self.remaining > 0:
-            if self.stall >= STALL_PROPOSALS:
+            if self.stall >= self.stall_limit():
                 self.exhausted = True
                 self.on_event(Exhausted(proposals=self.stall))
                 return Searcher.FINISHED if not self.held and not self.running else None
@@ -467,7 +476,14 @@ class StudySearcher(Searcher):
             self._waiting = False  # nothing queued that may start now
         return optuna.Trial(self.study, self.storage.create_new_trial(self.study._study_id))
 
+    def stall_limit(self) -> int:
+        """How many proposals in a row may be wasted before the search stops asking (see STALL_FACTOR)."""
+        if not self._fresh:
+            return STALL_PROPOSALS
+        return min(STALL_CAP, max(STALL_PROPOSALS, math.ceil(STALL_FACTOR * self._at_fresh / self._fresh)))
+
     def _propose(self, tune_id: str) -> dict[str, Any] | None:
+        self._proposals += 1
         trial = self._ask()
         values = suggest_values(trial, self.space)
         config = self.space.try_decode(values)
@@ -537,6 +553,8 @@ class StudySearcher(Searcher):
         else:
             frozen = self.storage.get_trial(trial._trial_id)
         self.stall = 0
+        self._fresh += 1
+        self._at_fresh = self._proposals
         attrs = frozen.user_attrs
         run = Running(frozen, arch_hash, time.time(), written=time.monotonic())
         self.running[tune_id] = run

@@ -1,6 +1,7 @@
 """The study searcher's decisions, driven directly (no Tune): what each kind of proposal and each
 kind of trial end leaves in the study."""
 
+import math
 from pathlib import Path
 
 import optuna
@@ -407,6 +408,25 @@ def test_exhausted_space_finishes_with_a_note(tmp_path, monkeypatch):
     s.on_trial_complete("a", _final(0.5))
     assert s.suggest("b") == "FINISHED"
     assert any(e.kind == "exhausted" for e in events)
+
+
+def test_a_rarely_feasible_window_is_not_mistaken_for_an_exhausted_one(tmp_path, monkeypatch):
+    """One proposal in 21 was fresh: a run of 60 misses is what that rate gives, not the end of the
+    space (a fixed limit of 30 would stop here); 10x the measured cost in a row is."""
+    monkeypatch.setattr(searcher_module, "STALL_PROPOSALS", 30)
+    s, study, events = _make(tmp_path, [BIG] * 20 + [SMALL] + [BIG] * 60 + [SMALL2] + [BIG], target=5)
+    seen = []
+    for tune_id in "abcdefgh":
+        out = s.suggest(tune_id)
+        seen.append(out)
+        if out == "FINISHED":
+            break
+        if out is not None:
+            s.on_trial_complete(tune_id, _final(0.5))
+    assert s.trained == 2  # SMALL and SMALL2, 60 misses apart
+    assert seen[-1] == "FINISHED" and any(e.kind == "exhausted" for e in events)
+    (exhausted,) = [e for e in events if e.kind == "exhausted"]
+    assert exhausted.proposals == s.stall_limit() == math.ceil(10 * 82 / 2)  # 10x the 41 proposals a fresh cost
 
 
 def test_interrupted_trials_are_failed_and_queued_again(tmp_path):
