@@ -104,9 +104,16 @@ class LatencyTable:
 
         path = table_path(folder, runtime, device_name(device), threads)
         table = cls(runtime, device, threads, path=path)
-        if path.exists():
+        try:
             data = json.loads(path.read_text())
-            table.entries, table.overhead_ms = dict(data["entries"]), float(data.get("overhead_ms", 0.0))
+            entries = {str(k): float(v) for k, v in dict(data["entries"]).items()}
+            table.entries, table.overhead_ms = entries, float(data.get("overhead_ms", 0.0))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            # A cache, and it is written whole (atomically): a file that does not read (cut short by a full
+            # disk, edited by hand) is timed again and replaced, never a crash.
+            table.entries, table.overhead_ms = {}, 0.0
         return table
 
     def save(self) -> None:

@@ -50,3 +50,14 @@ def test_the_table_predicts_its_own_networks_and_a_deeper_one_is_slower(tmp_path
     again = LatencyTable.open(tmp_path, "torch")
     assert again.entries == table.entries and again.overhead_ms == pytest.approx(table.overhead_ms)
     assert again.fill(_config(depth=6)) == 0
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"entries": 3}', '{"entries": {"k": "fast"}}'])
+def test_a_cache_that_does_not_read_is_timed_again_and_replaced(tmp_path, text):
+    path = LatencyTable.open(tmp_path, "torch").path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    table = LatencyTable.open(tmp_path, "torch")
+    assert table.entries == {} and table.overhead_ms == 0.0
+    assert table.fill(_config(depth=1)) == len(parts(_config(depth=1)))
+    assert LatencyTable.open(tmp_path, "torch").entries == table.entries  # the file is whole again
