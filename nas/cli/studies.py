@@ -9,6 +9,11 @@ from typing import Any
 from nas.common.errors import UserError
 
 
+def _count(n: int | None) -> str:
+    """An image count as the plan prints it: ``20,000``, or ``all``."""
+    return f"{n:,}" if n else "all"
+
+
 def _storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL", help="study storage (default sqlite:///nas.db, or $NAS_STORAGE)")
 
@@ -112,8 +117,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"space     {settings.space} (#{settings.space_fingerprint}); budget {settings.budget_text()} "
               f"at {res}x{res}")
         print(f"data      {settings.dataset} at {settings.train_resolution}x{settings.train_resolution}, "
-              f"{fid['train_images'] or 'all'} train / {fid['val_images'] or 'all'} val images, "
-              f"{fid['epochs']} epochs, batch {fid['batch_size']}")
+              f"{_count(fid['train_images'])} train / {_count(fid['val_images'])} val images, "
+              f"{fid['epochs']} epoch{'s' if fid['epochs'] != 1 else ''}, batch {fid['batch_size']}")
         print(f"sample    {settings.sample_text()}")
     print(f"trials    {sum(r.trained for r in records)} trained: complete {c['complete']}, pruned {c['pruned']}, "
           f"failed {c['failed']}; running {c['running']}; infeasible {c['infeasible']}, invalid {c['invalid']}, "
