@@ -95,8 +95,14 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> int:
         try:
             proc.wait(timeout=45)  # a server closing its connections on 2 loaded cores can take a while
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            # Still running: SIGABRT makes Python's fault handler (PYTHONFAULTHANDLER) print every
+            # thread's stack on stderr, so the failure says where it hung.
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return proc.returncode
 
 
@@ -107,7 +113,7 @@ def test_live_page_picks_up_trials_while_a_search_writes(synthetic, tmp_path, br
     url = f"sqlite:///{tmp_path / 'search.db'}"
     name = "synthetic-live"
     synthetic.make_study(open_storage(url), name, space="resnest-cifar", n=40, high=1e9, seed=6)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTHETIC_VERBOSE": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTHETIC_VERBOSE": "1", "PYTHONFAULTHANDLER": "1"}
     writer = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "synthetic_study.py"), "--storage", url, "--name", name,
          "--space", "resnest-cifar", "--budget", "1GFLOPs", "--write-live", "--interval", "0.3", "--seed", "7"],
@@ -147,7 +153,7 @@ def test_live_page_picks_up_trials_while_a_search_writes(synthetic, tmp_path, br
         server_rc = _stop(server)
     assert writer_rc == 0, "".join(written.all)[-2000:] + writer.stderr.read()[-2000:]
     assert "Traceback" not in "".join(err.all), "".join(err.all)[-3000:]
-    assert server_rc == 0
+    assert server_rc == 0, "".join(err.all)[-4000:]
     # The writer's trials all landed, and the page never wrote (trials: the 40 + what the writer told).
     told = sum(1 for x in written.join() if "told" in x)
     study = optuna.load_study(study_name=name, storage=open_storage(url, create=False))
