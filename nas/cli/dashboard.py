@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -83,6 +84,9 @@ def _serve(args: argparse.Namespace, sources: list) -> int:
     names = ", ".join(s.name for s in sources)
     print(f"serving {names} at http://{host}:{server.port}/ (refreshing every {args.refresh:g} s; "
           f"Ctrl-C to stop)", flush=True)
+    # Ctrl-C stops the server even when it was started by a process that ignores SIGINT (anything
+    # started with '&' from a script inherits that, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
