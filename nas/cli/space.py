@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from nas.common.budget import Budget, parse_budget
 from nas.common.text_table import render_table
-from nas.common.units import format_flops
+from nas.common.units import format_count, format_flops, plural
 from nas.search_spaces.registry import load_space, space_names
 
 if TYPE_CHECKING:
     from nas.search_spaces.space import SearchSpace
+
+
+#: How a refinement chosen with --apply against the rule begins its decision (the lineage keeps it).
+APPLIED = "applied by --apply"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -179,8 +183,8 @@ def lineage_lines(space: SearchSpace) -> list[str]:
                      f"to 10^{size.get('after', 0):.2f} architectures, from population {study.get('name')} "
                      f"({study.get('models')} models, {study.get('fidelity', '')})")
         for change in step.get("accepted", []):
-            forced = " (applied by --apply; the rule rejected it)" \
-                if str(change.get("decision", "")).startswith("applied by --apply") else ""
+            chosen = str(change.get("decision", "")).startswith(APPLIED)
+            forced = f" ({APPLIED}; the rule rejected it)" if chosen else ""
             lines.append(f"          + {change.get('change')}: n {change.get('n')}, KS {change.get('ks', 0):.2f}, "
                          f"p(better) {change.get('p_better', float('nan')):.2g}, mean error "
                          f"{change.get('mean_change', [0])[0]:+.3f}{forced}")
@@ -264,7 +268,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
             raise UserError(f"--apply {wanted!r}: no such proposal; the proposals are: {', '.join(named)}")
         q = named[wanted]
         if not q.accepted:
-            q.accepted, q.reason = True, f"applied by --apply (the rule: {q.reason})"
+            q.accepted, q.reason = True, f"{APPLIED} (the rule: {q.reason})"
     accepted = [q for q in proposals if q.accepted]
     child_doc = None
     while accepted:  # the accepted ones together; a share that no longer has a common value goes first
@@ -292,8 +296,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         "parent": {"space": pop.space.name, "fingerprint": settings.space_fingerprint,
                    **({"file": settings.space_file} if settings.space_file else {})},
         "study": {"name": name, "storage": url.display(), "models": len(pop), "budget": settings.budget_text(),
-                  "fidelity": f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''} x "
-                              f"{f'{settings.train_images:,}' if settings.train_images else 'all'} images"},
+                  "fidelity": f"{plural(settings.epochs, 'epoch')} x {format_count(settings.train_images)} images"},
         "size": {"before": R.log10_size(pop.space), "after": R.log10_size(child)},
         "rule": RULE,
         "accepted": [{"change": q.description, **q.refinement.to_dict(), "decision": q.reason,
@@ -305,8 +308,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
     base_name = pop.space.name.rsplit("-r", 1)[0] if parent_lineage else pop.space.name
     final = R.with_lineage(child_doc, f"{base_name}-r{len(ancestors) + 1}", _rounded(lineage), ancestors)
     atomic_write_text(out, yaml.safe_dump(final, sort_keys=False, default_flow_style=None, width=110))
-    forced = sum(q.reason.startswith("applied by --apply") for q in accepted)
-    how = f"{len(accepted) - forced} accepted by the rule" + (f", {forced} applied by --apply" if forced else "")
+    forced = sum(q.reason.startswith(APPLIED) for q in accepted)
+    how = f"{len(accepted) - forced} accepted by the rule" + (f", {forced} {APPLIED}" if forced else "")
     print(f"wrote {out}: {len(accepted)} of {len(proposals)} refinements ({how}); 10^{lineage['size']['before']:.2f} "
           f"-> 10^{lineage['size']['after']:.2f} architectures ({child.count():,})")
     print(f"next: nas search --population --space {out} {same_fidelity_flags(settings)} --trials {len(pop)} "

@@ -7,11 +7,7 @@ import json
 from typing import Any
 
 from nas.common.errors import UserError
-
-
-def _count(n: int | None) -> str:
-    """An image count as the plan prints it: ``20,000``, or ``all``."""
-    return f"{n:,}" if n else "all"
+from nas.common.units import format_count, plural
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:
@@ -117,8 +113,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"space     {settings.space} (#{settings.space_fingerprint}); budget {settings.budget_text()} "
               f"at {res}x{res}")
         print(f"data      {settings.dataset} at {settings.train_resolution}x{settings.train_resolution}, "
-              f"{_count(fid['train_images'])} train / {_count(fid['val_images'])} val images, "
-              f"{fid['epochs']} epoch{'s' if fid['epochs'] != 1 else ''}, batch {fid['batch_size']}")
+              f"{format_count(fid['train_images'])} train / {format_count(fid['val_images'])} val images, "
+              f"{plural(fid['epochs'], 'epoch')}, batch {fid['batch_size']}")
         print(f"sample    {settings.sample_text()}")
     print(f"trials    {sum(r.trained for r in records)} trained: complete {c['complete']}, pruned {c['pruned']}, "
           f"failed {c['failed']}; running {c['running']}; infeasible {c['infeasible']}, invalid {c['invalid']}, "

@@ -1,4 +1,5 @@
-"""How counts read: FLOPs (multiply-adds) with their unit. No heavy imports: the CLI uses it at start."""
+"""How counts read: FLOPs (multiply-adds) with their unit, counted words, image counts. No heavy imports: the CLI
+uses it at start."""
 
 
 def format_flops(n: float) -> str:
@@ -14,3 +15,13 @@ def format_params(n: float | None, missing: str = "-") -> str:
     if n is None:
         return missing
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def plural(count: int, word: str) -> str:
+    """``1 epoch``, ``3 epochs``, ``1,000 trained candidates``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def format_count(n: int | None) -> str:
+    """An image count as settings hold it: ``20,000``, or ``all`` where none is set (the whole split)."""
+    return f"{n:,}" if n else "all"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from nas.common.errors import UserError
-from nas.common.units import format_flops
+from nas.common.units import format_flops, plural
 from nas.search.options import (
     Fidelity,
     Plan,
@@ -38,10 +38,10 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         f"budget    {s.budget_text()} at {s.space_resolution}x{s.space_resolution} (FLOPs = multiply-adds)",
         f"data      {plan.dataset_name}: {s.classes} classes at {s.train_resolution}x{s.train_resolution} "
         f"(candidates train at this resolution); {imgs(s.train_images, plan.n_train)} train / "
-        f"{imgs(s.val_images, plan.n_val)} val images, {_n(s.epochs, 'epoch')}, batch {s.batch_size}, "
+        f"{imgs(s.val_images, plan.n_val)} val images, {plural(s.epochs, 'epoch')}, batch {s.batch_size}, "
         f"lr {s.schedule['lr']:g}",
         f"signal    {_signal_text(s)}",
-        f"trials    {_n(plan.opts.trials or 0, 'trained candidate')} in total, "
+        f"trials    {plural(plan.opts.trials or 0, 'trained candidate')} in total, "
         f"{min(res.concurrency, plan.opts.trials or res.concurrency)} at a time on "
         f"{res.device} ({res.cpus_per_trial:g} CPU" + (f", {res.gpus_per_trial:g} GPU" if res.gpus_per_trial else "")
         + f" each); {'a population: ' if plan.opts.population else ''}{plan.opts.sampler} sampler, "
@@ -80,10 +80,6 @@ def _gate_text(es: dict[str, Any]) -> str:
     n = es.get("gate_curves", 0)
     return (f", once the rung ranks like the final epoch (Kendall tau >= {GATE_MIN_TAU:g} over {n} completed "
             f"curves)" if n else "")
-
-
-def _n(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def make_rule(settings: StudySettings, records: list[Any]) -> Any:
