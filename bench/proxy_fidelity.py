@@ -8,7 +8,7 @@ file, so a recording resumes after any interruption (re-run the same command) an
 unchanged. ``export`` writes what the analysis needs as JSON (``bench/data/proxy_fidelity.json``),
 so ``analyze`` replays in seconds, in CI too.
 
-    python bench/proxy_fidelity.py record --storage sqlite:///proxy_fidelity.db     # hours on 2 cores
+    python bench/proxy_fidelity.py record --panel resnest --storage sqlite:///proxy_fidelity.db  # hours on 2 cores
     python bench/proxy_fidelity.py export --storage sqlite:///proxy_fidelity.db -o bench/data/proxy_fidelity.json
     python bench/proxy_fidelity.py analyze bench/data/proxy_fidelity.json          # the table of BENCHMARKS.md
 
@@ -40,15 +40,29 @@ class Proxy:
     what: str
 
 
-#: The panel: candidates of a CIFAR-style space at a small budget, trained at the CPU default proxy.
+@dataclass(frozen=True)
+class Panel:
+    space: str
+    budget: str
+    size: int  # candidates in the panel (a re-run with a larger size resumes and adds to it)
+    reference_random: int | None  # the reference retrains the front and this many others; None: all of them
+    order: tuple[str, ...]  # the runs in the order they are recorded, as PROXY:SEED
+
+
+#: The panels: candidates of a CIFAR-style space at a small budget, and of the main job's space as the
+#: main job trains them (32 px), each trained at the CPU default proxy. On 2 cores the reference costs about
+#: 12 minutes a resnext-cifar candidate and 20 a resnest one, so the resnext-cifar reference retrains the
+#: panel's front and 5 others drawn at random (seeded), and the resnest panel is 8 candidates, all retrained;
+#: every proxy retrains the whole panel and is compared on the common part.
 PANELS = {
-    "resnext-cifar": ("resnext-cifar", "25MFLOPs", 16),
-    "resnest": ("resnest", "4GFLOPs", 16),
+    "resnext-cifar": Panel("resnext-cifar", "25MFLOPs", 16, 5, (
+        "reference:0", "fresh-1x6k-lr0.1:0", "fresh-1x6k-lr0.1:1", "default:1", "fresh-1x20k-lr0.1:0",
+        "fresh-1x20k-lr0.1:1", "2x8k-lr0.1:0", "2x8k-lr0.1:1")),
+    "resnest": Panel("resnest", "4GFLOPs", 8, None, (
+        "reference:0", "fresh-1x20k-lr0.1:0", "default:1", "fresh-1x20k-lr0.1:1")),
 }
-#: The reference and the candidate proxies, in the order they are recorded (the most useful first).
-#: On 2 cores the reference costs about 20 minutes a candidate, so it retrains the panel's front and 5
-#: others drawn at random (seeded); every proxy retrains the whole panel and is compared on the common part.
-REFERENCE = Proxy("reference", ("--epochs", "3", "--train-images", "16000", "--random", "5"),
+#: The reference: 8x the CPU default's images x epochs, on the whole validation split.
+REFERENCE = Proxy("reference", ("--epochs", "3", "--train-images", "16000"),
                   "3 epochs x 16,000 images (8x the default), all 5,000 val, lr 0.025")
 PROXIES = (
     Proxy("default", (), "3 epochs x 2,000 images, 1,000 val, batch 64, lr 0.025 (the CPU default today)"),
@@ -76,20 +90,22 @@ def _nas(args: list[str]) -> None:
 
 
 def record(args: argparse.Namespace) -> None:
-    space, budget, n = PANELS[args.panel]
+    panel = PANELS[args.panel]
     study = panel_study(args.panel)
     # The panel itself is the default proxy with seed 0.
-    _nas(["search", "--space", space, "--budget", budget, "--trials", str(n), "--sampler", "random", "--seed", "0",
-          "--no-early-stopping", "--storage", args.storage, "--study", study])
-    common = ["fidelity", "--study", study, "--storage", args.storage, "--all"]
-    runs = [(REFERENCE, 0)] + [(p, s) for p in PROXIES[1:2] for s in SEEDS] + [(PROXIES[0], 1)] \
-        + [(p, s) for p in PROXIES[2:] for s in SEEDS]
-    for proxy, seed in runs:
-        reseed = ["--reseed", str(seed)] if seed or not proxy.args else []
+    _nas(["search", "--space", panel.space, "--budget", panel.budget, "--trials", str(panel.size), "--sampler",
+          "random", "--seed", "0", "--no-early-stopping", "--storage", args.storage, "--study", study])
+    by_name = {p.name: p for p in (REFERENCE, *PROXIES)}
+    for run in args.runs.split(",") if args.runs else panel.order:
+        name, _, seed_text = run.partition(":")
+        proxy, seed = by_name[name], int(seed_text or 0)
         if not proxy.args and not seed:
             continue  # the panel study itself
-        base = common[:-1] if "--random" in proxy.args else common  # a sample, not --all
-        _nas([*base, *proxy.args, *reseed])
+        sample = ["--all"]
+        if proxy is REFERENCE and panel.reference_random is not None:
+            sample = ["--random", str(panel.reference_random)]
+        reseed = ["--reseed", str(seed)] if seed or not proxy.args else []
+        _nas(["fidelity", "--study", study, "--storage", args.storage, *sample, *proxy.args, *reseed])
 
 
 def export(args: argparse.Namespace) -> None:
@@ -101,8 +117,7 @@ def export(args: argparse.Namespace) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage, create=False)
-    out: dict = {"format": "nas-proxy-fidelity/1", "command": "python bench/proxy_fidelity.py record "
-                 f"--panel {args.panel} --storage {args.storage}", "panels": {}}
+    out: dict = {"format": "nas-proxy-fidelity/1", "commands": {}, "panels": {}}
     for summary in storage.get_all_studies():
         name = summary.study_name
         link = summary.user_attrs.get(LINK_ATTR)
@@ -112,6 +127,8 @@ def export(args: argparse.Namespace) -> None:
         study = optuna.load_study(study_name=name, storage=storage)
         s = read_settings(study)
         runs = out["panels"].setdefault(parent, {})
+        out["commands"][parent] = (f"python bench/proxy_fidelity.py record --panel {parent.removeprefix('panel-')} "
+                                   f"--storage {args.storage}")
         runs[name] = {
             "fidelity": {**s.fidelity, "lr": s.schedule["lr"], "seed": s.schedule.get("seed", 0)},
             "space": s.space, "budget": s.budget_text(),
@@ -183,8 +200,9 @@ def main() -> None:
     r = sub.add_parser("record")
     r.add_argument("--panel", default="resnext-cifar", choices=sorted(PANELS))
     r.add_argument("--storage", default="sqlite:///proxy_fidelity.db")
+    r.add_argument("--runs", help="comma-separated PROXY:SEED to record instead of the panel's order, e.g. "
+                   "reference:0,default:1 (proxies: " + ", ".join(p.name for p in (REFERENCE, *PROXIES)) + ")")
     e = sub.add_parser("export")
-    e.add_argument("--panel", default="resnext-cifar", choices=sorted(PANELS))
     e.add_argument("--storage", default="sqlite:///proxy_fidelity.db")
     e.add_argument("-o", "--output", default=str(ROOT / "bench/data/proxy_fidelity.json"))
     a = sub.add_parser("analyze")
