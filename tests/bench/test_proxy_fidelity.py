@@ -52,3 +52,42 @@ def test_the_shipped_recording_replays(bench):
     rows = bench.analyze(json.loads(path.read_text()))
     assert rows and all(r["n"] >= 0 for r in rows)
     assert bench.table(rows).count("\n") == len(rows) + 1
+
+
+def test_the_plans_table_is_what_the_shipped_recording_says(bench):
+    """nas/search/measured_fidelity.json (the plan's signal line) holds the analysis of the shipped recording."""
+    from nas.search.measured_fidelity import TABLE
+
+    rows = [r for r in bench.analyze(json.loads((BENCH / "data" / "proxy_fidelity.json").read_text()))
+            if not r["reference"]]
+    shipped = json.loads(TABLE.read_text())["rows"]
+    assert [{k: r.get(k) for k in s} for r, s in zip(rows, shipped)] == shipped and len(rows) == len(shipped)
+
+
+def _recorded(bench, monkeypatch, *argv):
+    import argparse
+
+    calls = []
+    monkeypatch.setattr(bench, "_nas", calls.append)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--panel")
+    parser.add_argument("--storage", default="sqlite:///x.db")
+    parser.add_argument("--runs")
+    bench.record(parser.parse_args(list(argv)))
+    return [" ".join(c) for c in calls]
+
+
+def test_record_runs_each_panel_in_its_order(bench, monkeypatch):
+    cifar = _recorded(bench, monkeypatch, "--panel", "resnext-cifar")
+    assert cifar[0].startswith("search --space resnext-cifar --budget 25MFLOPs --trials 16 --sampler random")
+    # the reference on the front and 5 others; every proxy on the whole panel, the default with seed 1 only
+    assert cifar[1] == ("fidelity --study panel-resnext-cifar --storage sqlite:///x.db --random 5 --epochs 3 "
+                        "--train-images 16000")
+    assert sum("--all" in c for c in cifar) == 7 and cifar[4].endswith("--all --reseed 1")
+    resnest = _recorded(bench, monkeypatch, "--panel", "resnest")
+    assert "--space resnest --budget 4GFLOPs --trials 8" in resnest[0]
+    assert resnest[1].endswith("--all --epochs 3 --train-images 16000") and len(resnest) == 5
+    picked = _recorded(bench, monkeypatch, "--panel", "resnest", "--runs", "default:1,2x8k-lr0.1:0")
+    assert picked[1:] == ["fidelity --study panel-resnest --storage sqlite:///x.db --all --reseed 1",
+                          "fidelity --study panel-resnest --storage sqlite:///x.db --all --epochs 2 --train-images "
+                          "8000 --val-images 1000 --lr 0.1"]
