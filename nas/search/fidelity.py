@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nas.common.errors import UserError
+from nas.common.units import plural
 from nas.study.agreement import (  # noqa: F401  (the fidelity check's public names)
     GOOD_TAU,
     LINK_ATTR,
@@ -133,10 +134,10 @@ def check_fidelity(study: Any, args: Any) -> tuple[Any, Reference, list[Any], in
     sample = choose_sample(records, settings.objectives, None if args.all else args.random)
     done = len(trained_candidates(records))
     if done < MIN_CANDIDATES:
-        raise UserError(f"study {study.study_name!r} has {done} completely trained candidate(s); a fidelity check "
-                        f"needs at least {MIN_CANDIDATES}")
+        raise UserError(f"study {study.study_name!r} has {plural(done, 'completely trained candidate')}; "
+                        f"a fidelity check needs at least {MIN_CANDIDATES}")
     if len(sample) < MIN_CANDIDATES:
-        raise UserError(f"the sample holds {len(sample)} candidate(s) (the front and --random {args.random}); "
+        raise UserError(f"the sample holds {plural(len(sample), 'candidate')} (the front and --random {args.random}); "
                         f"raise --random to at least {MIN_CANDIDATES - len(sample) + (args.random or 0)}")
     # --reseed alone retrains at the study's own fidelity (its seed noise); otherwise what is not
     # given comes from the reference of BENCHMARKS.md's fidelity table.
@@ -185,8 +186,9 @@ def run_fidelity(args: Any, out: TextIO | None = None) -> int:
     theirs = image_epochs(ref.epochs, ref.train_images, n_train)
     reseeded = ref.train_seed != int(settings.schedule.get("seed", 0))
     if not (theirs > ours or (reseeded and theirs == ours) or getattr(args, "any_cost", False)):
-        raise UserError(f"the reference fidelity ({ref.epochs} epochs of {ref.train_images or n_train:,} images) is "
-                        f"not above the study's ({settings.epochs} epochs of {settings.train_images or n_train:,}); "
+        raise UserError(f"the reference fidelity ({plural(ref.epochs, 'epoch')} of "
+                        f"{ref.train_images or n_train:,} images) is not above the study's "
+                        f"({plural(settings.epochs, 'epoch')} of {settings.train_images or n_train:,}); "
                         f"raise --epochs or --train-images, give --reseed SEED to retrain at the same fidelity "
                         f"with another seed, or --any-cost to compare with another proxy of no higher cost")
     linked = linked_name(name, ref)

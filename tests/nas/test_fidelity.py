@@ -197,7 +197,7 @@ def test_fidelity_resumes_after_sigkill(parent, tmp_path, search_process):
 @pytest.mark.parametrize("args, words", [
     (["--study", "nosuch"], "no study named 'nosuch'"),
     (["--study", "parent", "--random", "-1"], "--random must be 0 or more"),
-    (["--study", "parent", "--epochs", "1", "--train-images", "64"], "is not above the study's"),
+    (["--study", "parent", "--epochs", "1", "--train-images", "64"], "fidelity (1 epoch of 64 images) is not above"),
     (["--study", "parent", "--epochs", "1", "--train-images", "128", "--val-images", "64"], "is not above"),
 ])
 def test_fidelity_mistakes_are_one_line_and_write_nothing(parent, cli, args, words):
@@ -214,7 +214,7 @@ def test_fidelity_on_a_study_with_too_few_trained(cli, tmp_path, ray_cluster):
     assert main(["search", "--space", str(TINY), "--budget", "5M", "--trials", "2", "--sampler", "random",
                  "--storage", str(db), "--study", "few", *FAST]) == 0
     code, _, err = cli("fidelity", "--study", "few", "--storage", db)
-    assert code == 2 and "has 2 completely trained candidate(s); a fidelity check needs at least 3" in err
+    assert code == 2 and "has 2 completely trained candidates; a fidelity check needs at least 3" in err
     assert _names(db) == ["few"]
 
 
