@@ -59,7 +59,8 @@ PANELS = {
         "reference:0", "fresh-1x6k-lr0.1:0", "fresh-1x6k-lr0.1:1", "default:1", "fresh-1x20k-lr0.1:0",
         "fresh-1x20k-lr0.1:1", "2x8k-lr0.1:0", "2x8k-lr0.1:1")),
     "resnest": Panel("resnest", "4GFLOPs", 8, None, (
-        "reference:0", "fresh-1x20k-lr0.1:0", "default:1", "fresh-1x20k-lr0.1:1")),
+        "reference:0", "fresh-1x20k-lr0.1:0", "default:1", "fresh-1x20k-lr0.1:1", "fresh-1x6k-lr0.1:0",
+        "fresh-1x6k-lr0.1:1")),
 }
 #: The reference: 8x the CPU default's images x epochs, on the whole validation split.
 REFERENCE = Proxy("reference", ("--epochs", "3", "--train-images", "16000"),
