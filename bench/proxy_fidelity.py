@@ -168,7 +168,8 @@ def analyze(data: dict) -> list[dict]:
             row["accuracy_range"] = (min(accs), max(accs)) if accs else None
             if len(common) >= 3 and key != ref_key:
                 a = rank_agreement([cands[h]["accuracy"] for h in common], [reference[h]["accuracy"] for h in common])
-                row.update(tau=a.kendall_tau, rho=a.spearman_rho, top_overlap=a.top_overlap, regret=a.regret)
+                row.update(tau=a.kendall_tau, tau_p=a.kendall_p, rho=a.spearman_rho, top_overlap=a.top_overlap,
+                           regret=a.regret)
             if len(seeds) >= 2:
                 s0, s1 = (seeds[s]["candidates"] for s in sorted(seeds)[:2])
                 both = sorted(h for h in s0 if h in s1)
@@ -182,15 +183,17 @@ def analyze(data: dict) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     f = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| panel | epochs x images | val | batch | lr | n | tau vs ref | rho | seed tau | top-25% | regret "
+    lines = ["| panel | epochs x images | val | batch | lr | n | tau vs ref (p) | rho | seed tau | top-25% | regret "
              "| acc range | s/candidate |", "|" + "---|" * 13]
     for r in rows:
         imgs = "all" if r["train_images"] is None else f"{r['train_images']:,}"
         lo, hi = r["accuracy_range"] or (None, None)
+        tau = f(r.get("tau")) + ("" if r.get("tau_p") is None else f" ({r['tau_p']:.2g})")
+        seed_tau = f(r.get("seed_tau")) + ("" if r.get("seed_n") is None else f" ({r['seed_n']})")
         lines.append(
             f"| {r['space']} | {r['epochs']} x {imgs}{' (reference)' if r['reference'] else ''} | "
             f"{'all' if r['val_images'] is None else r['val_images']} | {r['batch_size']} | {r['lr']:g} | {r['n']} | "
-            f"{f(r.get('tau'))} | {f(r.get('rho'))} | {f(r.get('seed_tau'))} | {f(r.get('top_overlap'), '.0%')} | "
+            f"{tau} | {f(r.get('rho'))} | {seed_tau} | {f(r.get('top_overlap'), '.0%')} | "
             f"{f(r.get('regret'), '.3f')} | {f(lo, '.3f')}-{f(hi, '.3f')} | {f(r.get('seconds'), '.0f')} |")
     return "\n".join(lines)
 

@@ -19,6 +19,8 @@ LINK_ATTR = "fidelity_of"
 MIN_CANDIDATES = 3
 #: tau at or above which a proxy "ranks like the reference" (the target of BENCHMARKS.md's fidelity table).
 GOOD_TAU = 0.6
+
+
 @dataclass(frozen=True)
 class RankAgreement:
     """How well ``proxy`` accuracies rank candidates against ``reference`` accuracies."""

@@ -42,7 +42,9 @@ def test_known_answers(bench):
     assert default["seed_tau"] == pytest.approx(-1.0) and default["seeds"] == [0, 1]
     assert fresh["tau"] == pytest.approx(-1.0) and fresh["regret"] == pytest.approx(0.3)
     assert default["seconds"] == 30.0 and default["accuracy_range"] == (0.1, 0.4)
-    assert "| resnext-cifar | 3 x 2,000 | 1000 | 64 | 0.025 | 4 | 1.00 |" in bench.table(bench.analyze(data))
+    # tau with its exact p (1 of 24 orders of 4 agrees fully, so two-sided 2/24), seed tau with its count
+    assert "| resnext-cifar | 3 x 2,000 | 1000 | 64 | 0.025 | 4 | 1.00 (0.083) | 1.00 | -1.00 (4) |" \
+        in bench.table(bench.analyze(data))
 
 
 def test_the_shipped_recording_replays(bench):
