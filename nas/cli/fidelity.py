@@ -28,10 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reference training images (default 16000: 8x the CPU default's images x epochs)")
     p.add_argument("--val-images", type=int, metavar="N", help="reference validation images (default: all)")
     p.add_argument("--batch-size", type=int, metavar="B", help="reference batch size (default: the study's)")
-    p.add_argument("--lr", type=float, metavar="LR", help="reference peak learning rate (default 0.1 x batch / 256)")
+    p.add_argument("--lr", type=float, metavar="LR",
+                   help="reference peak learning rate (default 0.1 x batch / 256; --reseed alone: the study's)")
     p.add_argument("--reseed", type=int, metavar="SEED",
-                   help="training seed of the retrained candidates; alone, retrain at the study's own fidelity "
-                        "(the proxy's seed-to-seed noise)")
+                   help="training seed of the retrained candidates; alone, retrain at the study's own fidelity, its "
+                        "learning rate included (the proxy's seed-to-seed noise)")
     p.add_argument("--any-cost", action="store_true",
                    help="retrain at the given fidelity even if it costs no more than the study's (another proxy of "
                         "the same cost, to compare two proxies rather than check against a reference)")

@@ -139,15 +139,22 @@ def check_fidelity(study: Any, args: Any) -> tuple[Any, Reference, list[Any], in
     if len(sample) < MIN_CANDIDATES:
         raise UserError(f"the sample holds {plural(len(sample), 'candidate')} (the front and --random {args.random}); "
                         f"raise --random to at least {MIN_CANDIDATES - len(sample) + (args.random or 0)}")
-    # --reseed alone retrains at the study's own fidelity (its seed noise); otherwise what is not
-    # given comes from the reference of BENCHMARKS.md's fidelity table.
+    # --reseed alone retrains at the study's own fidelity (its seed noise), its learning rate included;
+    # otherwise what is not given comes from the reference of BENCHMARKS.md's fidelity table.
+    from nas.search.options import default_lr
+
     own = args.reseed is not None and args.epochs is None and args.train_images is None
+    batch_size = args.batch_size or settings.batch_size
+    lr = args.lr
+    study_lr = float(settings.schedule.get("lr") or default_lr(settings.batch_size))
+    if lr is None and own and batch_size == settings.batch_size and abs(study_lr - default_lr(batch_size)) > 1e-12:
+        lr = study_lr  # the study's own --lr (the default one stays implicit, as the linked study's name has it)
     ref = Reference(epochs=args.epochs or (settings.epochs if own else REFERENCE_EPOCHS),
                     train_images=args.train_images if args.train_images is not None
                     else (settings.train_images if own else REFERENCE_TRAIN_IMAGES),
                     val_images=args.val_images if args.val_images is not None
                     else (settings.val_images if own else None),
-                    batch_size=args.batch_size or settings.batch_size, lr=args.lr,
+                    batch_size=batch_size, lr=lr,
                     train_seed=args.reseed if args.reseed is not None else int(settings.schedule.get("seed", 0)))
     for name, value in (("epochs", args.epochs), ("train-images", args.train_images), ("val-images", args.val_images),
                         ("batch-size", args.batch_size)):

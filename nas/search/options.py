@@ -77,6 +77,11 @@ CPU_DEFAULTS = Fidelity(trials=10, epochs=3, train_images=2000, val_images=1000,
 GPU_DEFAULTS = Fidelity(trials=32, epochs=10, train_images=None, val_images=None, batch_size=256)
 
 
+def default_lr(batch_size: int) -> float:
+    """The peak learning rate when none is given: the linear scaling rule, 0.1 per 256 images."""
+    return 0.1 * batch_size / 256
+
+
 @dataclass
 class Plan:
     """Everything checked before any cluster or study is touched."""

@@ -15,6 +15,7 @@ from nas.search.options import (
     Plan,
     Resources,
     SearchOptions,
+    default_lr,
     fidelity_for,
     make_sampler,
     prepare,
@@ -136,7 +137,7 @@ def _check_study(plan: Plan, device: str) -> tuple[Fidelity, StudySettings]:
     if plan.checked is not None and plan.checked[0] == device:
         return plan.checked[1], plan.checked[2]
     fid = fidelity_for(plan.opts, gpu=device == "cuda")
-    lr = plan.opts.lr or 0.1 * fid.batch_size / 256  # the linear scaling rule: 0.1 per 256 images
+    lr = plan.opts.lr or default_lr(fid.batch_size)
     settings = settings_for(plan, fid, lr, device)
     plan.checked = (device, fid, settings)
     try:

@@ -63,6 +63,38 @@ def test_rank_agreement_refuses_too_few_or_mismatched():
         rank_agreement([1, 2, 3], [1, 2])
 
 
+# ---- the reference a check trains at ------------------------------------------------------------
+
+
+def _reference_of(study_name, db, **given):
+    import argparse
+
+    from nas.search.fidelity import check_fidelity
+
+    args = dict(reseed=None, epochs=None, train_images=None, val_images=None, batch_size=None, lr=None, random=3,
+                all=False, any_cost=False)
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
+    return check_fidelity(study, argparse.Namespace(**{**args, **given}))[1]
+
+
+def test_reseed_alone_keeps_the_studys_own_learning_rate(tmp_path):
+    """pop-A (bench/data/refine_real.db) trained 1 epoch x 20,000 at --lr 0.1: its seed check must too, not
+    at the default 0.025; an lr or a batch size given on the command line wins."""
+    import shutil
+
+    db = tmp_path / "refine_real.db"
+    shutil.copy(Path(__file__).parents[2] / "bench" / "data" / "refine_real.db", db)
+    ref = _reference_of("pop-A", db, reseed=1)
+    assert (ref.epochs, ref.train_images, ref.lr, ref.train_seed) == (1, 20000, 0.1, 1)
+    assert ref.tag() == "e1-n20000-v5000-b64-lr0.1-s1"
+    assert _reference_of("pop-A", db, reseed=1, lr=0.2).lr == 0.2
+    assert _reference_of("pop-A", db, reseed=1, batch_size=128).lr is None  # the default for batch 128
+    assert _reference_of("pop-A", db).lr is None  # a reference check: the reference's own default lr
+    # a study at the default lr keeps the linked study's name it always had (a recording resumes on it)
+    shutil.copy(Path(__file__).parents[2] / "bench" / "data" / "proxy_fidelity.db", tmp_path / "pf.db")
+    assert _reference_of("panel-resnext-cifar", tmp_path / "pf.db", reseed=1).tag() == "e3-n2000-v1000-b64-s1"
+
+
 # ---- the command end to end ----------------------------------------------------------------------
 
 
