@@ -261,7 +261,20 @@ class DataTooLarge(UserError):
         e = self.estimate
         return next((r for r in range(e.resolution - 1, 7, -1) if e.bytes_at(r) <= self.budget), None)
 
-    def advice(self, limit_flag: str | None = None, resolution_flag: str | None = None) -> str:
+    def fitting_split(self) -> tuple[int, int]:
+        """Training and validation images that fit together at the resolution asked for, when the
+        validation split is what does not fit: every training image asked for and fewer validation
+        images if they leave room, else as many of each; (0, 0) when not one of each fits."""
+        e = self.estimate
+        per = e.channels * e.resolution ** 2 + 8
+        room = (self.budget - e.extra_bytes(e.resolution) - e.test * per) // per
+        if room < 2:
+            return 0, 0
+        train = e.train if e.train < room else min(e.train, room // 2)
+        return train, min(e.val, room - train)
+
+    def advice(self, limit_flag: str | None = None, resolution_flag: str | None = None,
+               val_flag: str | None = None) -> str:
         e, res = self.estimate, self.estimate.resolution
         images = f"{e.train:,} train + {e.val:,} val" + (f" + {e.test:,} test" if e.test else "") + " images"
         where = f" ({self.source})" if self.source else ""
@@ -273,6 +286,13 @@ class DataTooLarge(UserError):
         if n >= 1:
             how = f"pass {limit_flag} {n}" if limit_flag else f"a train limit of {n}"
             ways.append(f"at most {n:,} training images fit at {res}x{res} ({how})")
+        t, v = self.fitting_split() if n < 1 and val_flag and limit_flag else (0, 0)
+        if t == e.train and v >= 1:
+            ways.append(f"the {t:,} training images and {v:,} validation images fit at {res}x{res} "
+                        f"(pass {val_flag} {v})")
+        elif v >= 1:
+            ways.append(f"{t:,} training and {v:,} validation images fit at {res}x{res} "
+                        f"(pass {limit_flag} {t} {val_flag} {v})")
         r = self.fitting_resolution()
         if r is not None:
             how = f"pass {resolution_flag} {r}" if resolution_flag else f"resolution {r}"

@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from nas.cli.studies import load
     from nas.common.files import check_writable
+    from nas.common.units import plural
     from nas.export import (
         exported_config,
         pick_trial,
@@ -79,7 +80,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if lat and lat.get("median_ms") is not None:
         print(f"  latency {lat['median_ms']:.2f} ms at batch 1 (IQR ±{50 * (lat.get('spread') or 0):.0f} %) as "
               f"deployed ({lat['resolution']}x{lat['resolution']}) on {lat['runtime']} {lat['runtime_version']}, "
-              f"{lat['device']} ({lat['device_name']}), {lat['threads']} thread(s)")
+              f"{lat['device']} ({lat['device_name']}), {plural(lat['threads'], 'thread')}")
     wrote = [str(out)] + [str(p) for p in (weights_out, onnx_out) if p is not None]
     print(f"  wrote {', '.join(wrote)}")
     if args.best:

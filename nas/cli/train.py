@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data = load_dataset(args.dataset, resolution=resolution, root=args.data_root, download=args.download,
                             seed=0, train_limit=args.limit, val_limit=args.val_limit)
     except DataTooLarge as exc:
-        raise UserError(exc.advice("--limit", "--resolution")) from None
+        raise UserError(exc.advice("--limit", "--resolution", "--val-limit")) from None
     config = fit_to_data(config, data)
     name = config.name or Path(args.config).stem
     out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")

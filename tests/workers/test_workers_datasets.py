@@ -388,6 +388,25 @@ def test_load_that_cannot_fit_is_refused_in_one_line_before_any_image(small_pool
         load_dataset("shapes", resolution=224, train_limit=10)
     assert caught.value.fitting_train() == 0 and "training images fit" not in str(caught.value)
     assert "fit at " in str(caught.value)
+    # room for 20 MB of images, where the 200 validation images need 30 MB: fewer validation images too
+    # (nas train's --val-limit), as many of each as fit together
+    est = caught.value.estimate
+    monkeypatch.setenv(ds.MEMORY_LIMIT_ENV, str(int((est.extra_bytes(224) + 20e6) / 0.75) + 1))
+    with pytest.raises(ds.DataTooLarge) as caught:
+        load_dataset("shapes", resolution=224, train_limit=10)
+    exc, per = caught.value, 3 * 224 * 224 + 8
+    t, v = exc.fitting_split()
+    assert exc.fitting_train() == 0 and "validation images alone do not fit" in str(exc)
+    assert t == 10 and (t + v) * per <= exc.budget - est.extra_bytes(224) < (t + v + 1) * per and 1 <= v < est.val
+    advice = exc.advice("--limit", "--resolution", "--val-limit")
+    assert f"the 10 training images and {v:,} validation images fit at 224x224 (pass --val-limit {v})" in advice
+    # all 800 training images asked for do not fit either: as many of each as fit together
+    with pytest.raises(ds.DataTooLarge) as caught:
+        load_dataset("shapes", resolution=224)
+    t, v = caught.value.fitting_split()
+    assert t == v == 66 and "(pass --limit 66 --val-limit 66)" in caught.value.advice(
+        "--limit", "--resolution", "--val-limit")
+    assert "--val-limit" not in str(caught.value)  # a caller without such a flag is not told to pass it
 
 
 def test_available_memory_and_its_override(monkeypatch):
