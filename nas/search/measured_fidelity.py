@@ -55,3 +55,33 @@ def describe(row: dict[str, Any] | None) -> str:
     where = (f"on {row['val_images']:,} validation images (this run validates on more: its ranking should hold at "
              "least as well)" if row.get("more_val") else "at this fidelity")
     return f"measured on a {row['space']} panel {where}: " + "; ".join(parts) + " (BENCHMARKS.md, Proxy fidelity)"
+
+
+def _image_epochs(row: dict[str, Any]) -> float | None:
+    return None if row["train_images"] is None else row["epochs"] * row["train_images"]
+
+
+def advice(row: dict[str, Any] | None) -> str | None:
+    """A note for a run whose measured fidelity does not rank like the reference, when the same space's
+    panel measured one that does: its flags, its tau and its cost against this one's. The cheapest such
+    fidelity is named (on a tie, the one with the higher tau)."""
+    from nas.study.agreement import GOOD_TAU
+
+    if row is None or row.get("tau") is None or row["tau"] >= GOOD_TAU:
+        return None
+    good = [r for r in _load() if r["space"] == row["space"] and (r.get("tau") or -1.0) >= GOOD_TAU]
+    if not good:
+        return None
+    best = min(good, key=lambda r: (_image_epochs(r) or float("inf"), -r["tau"]))
+    flags = [f"--epochs {best['epochs']}", f"--train-images {best['train_images'] or 'all'}"]
+    if best["val_images"] != row["val_images"] and best["val_images"] is not None:
+        flags.append(f"--val-images {best['val_images']}")
+    if best["batch_size"] != row["batch_size"]:
+        flags.append(f"--batch-size {best['batch_size']}")
+    if abs(best["lr"] - row["lr"]) >= 1e-9:
+        flags.append(f"--lr {best['lr']:g}")
+    mine, theirs = _image_epochs(row), _image_epochs(best)
+    cost = f" at {theirs / mine:.1f}x the training images" if mine and theirs else ""
+    return (f"on the measured {row['space']} panel, {' '.join(flags)} ranks like the reference (Kendall tau "
+            f"{best['tau']:.2f} over {best['n']}; this fidelity {row['tau']:.2f}){cost}: use it when the ranking "
+            f"matters more than the time")

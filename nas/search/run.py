@@ -64,15 +64,29 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
                      + ("; one over the budget is recorded infeasible, never trained" if s.latency.get("max_ms")
                         else ""))
     print("\n".join(lines), file=out, flush=True)
-    for note in dict.fromkeys(plan.notes):
-        print(f"note: {note}", file=sys.stderr, flush=True)
+    for note in dict.fromkeys([*plan.notes, _signal_advice(s)]):
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _measured(s: StudySettings) -> dict[str, Any] | None:
+    from nas.search.measured_fidelity import lookup
+
+    return lookup(s.space, s.epochs, s.train_images, s.val_images, s.batch_size, float(s.schedule["lr"]))
 
 
 def _signal_text(s: StudySettings) -> str:
     """How well this fidelity was measured to rank candidates of this space (bench/proxy_fidelity.py)."""
-    from nas.search.measured_fidelity import describe, lookup
+    from nas.search.measured_fidelity import describe
 
-    return describe(lookup(s.space, s.epochs, s.train_images, s.val_images, s.batch_size, float(s.schedule["lr"])))
+    return describe(_measured(s))
+
+
+def _signal_advice(s: StudySettings) -> str | None:
+    """A measured fidelity of this space that ranks like the reference, when this one does not."""
+    from nas.search.measured_fidelity import advice
+
+    return advice(_measured(s))
 
 
 def _gate_text(es: dict[str, Any]) -> str:

@@ -271,3 +271,17 @@ def test_the_plan_quotes_the_measured_signal_of_a_recorded_fidelity():
         assert more is not None and more["tau"] == row["tau"]
         assert "on 1,000 validation images (this run validates on more" in describe(more)
     assert describe(None).startswith("not measured for this space and fidelity")
+
+
+def test_the_plan_names_a_measured_fidelity_that_ranks_better():
+    from nas.search.measured_fidelity import advice, lookup
+    from nas.study.agreement import GOOD_TAU
+
+    default = lookup("resnext-cifar", 3, 2000, 1000, 64, 0.025)
+    good = lookup("resnext-cifar", 1, 20000, 1000, 64, 0.1)
+    assert default["tau"] < GOOD_TAU <= good["tau"]  # what the shipped table measured
+    note = advice(default)
+    assert f"--epochs 1 --train-images 20000 --lr 0.1 ranks like the reference (Kendall tau {good['tau']:.2f} " \
+           f"over {good['n']}; this fidelity {default['tau']:.2f}) at 3.3x the training images" in note
+    assert "--lr" not in advice(lookup("resnext-cifar", 1, 6000, 1000, 64, 0.1))  # the same lr needs no flag
+    assert advice(good) is None and advice(None) is None  # ranks well already; nothing measured
