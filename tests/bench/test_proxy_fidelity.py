@@ -88,7 +88,7 @@ def test_record_runs_each_panel_in_its_order(bench, monkeypatch):
     assert sum("--all" in c for c in cifar) == 7 and cifar[4].endswith("--all --reseed 1")
     resnest = _recorded(bench, monkeypatch, "--panel", "resnest")
     assert "--space resnest --budget 4GFLOPs --trials 8" in resnest[0]
-    assert resnest[1].endswith("--all --epochs 3 --train-images 16000") and len(resnest) == 7
+    assert resnest[1].endswith("--all --epochs 3 --train-images 16000") and len(resnest) == 8
     picked = _recorded(bench, monkeypatch, "--panel", "resnest", "--runs", "default:1,2x8k-lr0.1:0")
     assert picked[1:] == ["fidelity --study panel-resnest --storage sqlite:///x.db --all --reseed 1",
                           "fidelity --study panel-resnest --storage sqlite:///x.db --all --epochs 2 --train-images "
