@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -341,3 +342,21 @@ def print_summary(run: Run, out: TextIO) -> None:
     study_arg = f" --study {plan.study_name}"
     print(f"next: nas dashboard{study_arg}{storage_arg}   nas export{study_arg}{storage_arg} --best -o best.yaml",
           file=out, flush=True)
+    note = chance_note(records, settings.classes)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def chance_note(records: Sequence[TrialRecord], classes: int) -> str | None:
+    """What to say when trained candidates ended no better than guessing: their ranking is noise."""
+    from nas.study.records import near_chance
+
+    scored = [r for r in records if r.scored]
+    low = [r for r in scored if near_chance(r, classes)]
+    if not low:
+        return None
+    shown = ", ".join(str(r.number) for r in low[:8]) + (", ..." if len(low) > 8 else "")
+    return (f"{len(low)} of {plural(len(scored), 'trained candidate')} ended within noise of chance ("
+            f"{1 / classes:.2f} for {classes} classes; {'trial' if len(low) == 1 else 'trials'} {shown}): this "
+            f"fidelity did not train them, so their place in the ranking is noise (a learning rate too high for "
+            f"them, or too few steps: try a lower --lr or more --train-images)")

@@ -368,6 +368,16 @@ def standard_error(accuracy: float | None, n: int | None) -> float | None:
     return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
+def near_chance(record: TrialRecord, classes: int) -> bool:
+    """Whether a trial's accuracy is not measurably above chance (``1 / classes``): less than
+    :data:`NOISE_Z` standard errors of chance above it, at the trial's validation size."""
+    n = record.attrs.get("val_images")
+    if record.accuracy is None or not n or classes < 2:
+        return False
+    chance = 1.0 / classes
+    return record.accuracy < chance + NOISE_Z * math.sqrt(chance * (1 - chance) / n)
+
+
 def within_noise(a: TrialRecord, b: TrialRecord) -> bool:
     """Whether two trials' accuracies are indistinguishable at their validation sizes."""
     sa, sb = a.accuracy_se, b.accuracy_se

@@ -39,3 +39,18 @@ def test_front_table_marks_members_within_noise():
     col = header.index("within noise of")
     assert header[1] == "accuracy ±se" and [r[col] for r in rows] == ["3", "0", "-"]
     assert rows[0][1] == "0.546 ±0.016"
+
+
+def test_candidates_within_noise_of_chance_are_named_at_the_end():
+    from nas.search.run import chance_note
+    from nas.study.records import near_chance
+
+    # 10 classes on 1,000 images: chance 0.10 with a standard error of 0.95 points, so up to 0.1186 is noise
+    assert near_chance(_rec(0, 0.117, 1), 10) and not near_chance(_rec(1, 0.120, 1), 10)
+    assert not near_chance(_rec(2, 0.117, 1, n=20000), 10)  # on 20,000 images 0.117 is measurably above
+    assert not near_chance(_rec(3, 0.10, 1, n=None), 10)  # unknown validation size: nothing is claimed
+    records = [_rec(0, 0.536, 1), _rec(1, 0.166, 1), _rec(3, 0.117, 1), _rec(5, 0.098, 1)]
+    note = chance_note(records, 10)
+    assert note.startswith("2 of 4 trained candidates ended within noise of chance (0.10 for 10 classes; trials 3, 5)")
+    assert "try a lower --lr or more --train-images" in note
+    assert chance_note(records[:2], 10) is None
