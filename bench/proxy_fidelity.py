@@ -226,7 +226,7 @@ def main() -> None:
         if args.write_table:
             from nas.search.measured_fidelity import TABLE
 
-            keep = ("space", "epochs", "train_images", "val_images", "batch_size", "lr", "n", "tau", "rho",
+            keep = ("space", "epochs", "train_images", "val_images", "batch_size", "lr", "n", "tau", "tau_p", "rho",
                     "seed_tau", "seed_n", "top_overlap", "regret")
             TABLE.write_text(json.dumps({"format": "nas-measured-fidelity/1", "source": "bench/proxy_fidelity.py",
                                          "rows": [{k: r.get(k) for k in keep} for r in rows if not r["reference"]]},

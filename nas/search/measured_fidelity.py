@@ -54,7 +54,13 @@ def describe(row: dict[str, Any] | None) -> str:
         return "recorded for this space and fidelity, without a reference yet"
     where = (f"on {row['val_images']:,} validation images (this run validates on more: its ranking should hold at "
              "least as well)" if row.get("more_val") else "at this fidelity")
-    return f"measured on a {row['space']} panel {where}: " + "; ".join(parts) + " (BENCHMARKS.md, Proxy fidelity)"
+    grade = ""
+    if row.get("tau") is not None and row.get("tau_p") is not None:
+        from nas.study.agreement import agreement_grade
+
+        grade = agreement_grade(row["tau"], row["tau_p"]) + ", as "
+    return (f"{grade}measured on a {row['space']} panel {where}: " + "; ".join(parts)
+            + " (BENCHMARKS.md, Proxy fidelity)")
 
 
 def _image_epochs(row: dict[str, Any]) -> float | None:

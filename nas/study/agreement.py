@@ -41,12 +41,26 @@ class RankAgreement:
     def verdict(self) -> str:
         """One line that tells the user what to do."""
         what = f"tau {self.kendall_tau:.2f} over {self.n}"
-        if self.kendall_tau >= GOOD_TAU:
+        grade = agreement_grade(self.kendall_tau, self.kendall_p)
+        if grade == LIKE:
             return f"ranks like the reference: {what}, top-{self.top_k} overlap {self.top_overlap:.0%}"
-        if self.kendall_tau > 0 and self.kendall_p < 0.05:
+        if grade == ROUGHLY:
             return (f"ranks only roughly like the reference ({what}, p {self.kendall_p:.2g}): trust large gaps "
                     f"only, or raise --epochs or --train-images")
         return f"ranking is noise at this fidelity ({what}, p {self.kendall_p:.2g}): raise --epochs or --train-images"
+
+
+LIKE, ROUGHLY, NOISE = "ranks like the reference", "ranks only roughly like the reference", "ranking is noise"
+
+
+def agreement_grade(tau: float, p: float) -> str:
+    """How a proxy ranks against a reference, in the words of ``nas fidelity``'s verdict: like it (tau at
+    least :data:`GOOD_TAU`), only roughly (positive and significant at 5 %), or noise."""
+    if tau >= GOOD_TAU:
+        return LIKE
+    if tau > 0 and p < 0.05:
+        return ROUGHLY
+    return NOISE
 
 
 def rank_agreement(proxy: Sequence[float], reference: Sequence[float], top_fraction: float = 0.25) -> RankAgreement:

@@ -271,6 +271,9 @@ def test_the_plan_quotes_the_measured_signal_of_a_recorded_fidelity():
         assert more is not None and more["tau"] == row["tau"]
         assert "on 1,000 validation images (this run validates on more" in describe(more)
     assert describe(None).startswith("not measured for this space and fidelity")
+    # the reading in nas fidelity's own words: tau 0.40 over 8 (p 0.17) is noise, 0.79 ranks like the reference
+    assert describe(row).startswith("ranking is noise, as measured on a resnext-cifar panel at this fidelity: ")
+    assert describe(lookup("resnext-cifar", 1, 20000, 1000, 64, 0.1)).startswith("ranks like the reference, as ")
 
 
 def test_the_plan_names_a_measured_fidelity_that_ranks_better():
