@@ -277,7 +277,7 @@ def test_the_plan_quotes_the_measured_signal_of_a_recorded_fidelity():
 
 
 def test_the_plan_names_a_measured_fidelity_that_ranks_better():
-    from nas.search.measured_fidelity import advice, lookup
+    from nas.search.measured_fidelity import advice, describe, lookup
     from nas.study.agreement import GOOD_TAU
 
     default = lookup("resnext-cifar", 3, 2000, 1000, 64, 0.025)
@@ -288,3 +288,8 @@ def test_the_plan_names_a_measured_fidelity_that_ranks_better():
            f"over {good['n']}; this fidelity {default['tau']:.2f}) at 3.3x the training images" in note
     assert "--lr" not in advice(lookup("resnext-cifar", 1, 6000, 1000, 64, 0.1))  # the same lr needs no flag
     assert advice(good) is None and advice(None) is None  # ranks well already; nothing measured
+    # the main job's own space: its default was measured to rank like noise, and nothing of resnest ranks
+    # better (the same 1 x 20,000 at lr 0.1 is noise there), so the plan says so and recommends nothing
+    main_job = lookup("resnest", 3, 2000, 1000, 64, 0.025)
+    assert describe(main_job).startswith("ranking is noise, as measured on a resnest panel at this fidelity")
+    assert advice(main_job) is None
