@@ -129,7 +129,9 @@ def test_rerun_resumes_and_trials_is_the_total(searched, ray_cluster, capfd):
     # Ray and Tune print nothing (not even to the file descriptors): our lines are the whole output.
     out, err = capfd.readouterr()
     strange = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(OURS) and not ln.strip()[0].isdigit()]
-    assert not strange and not err.strip(), (strange, err)
+    # on stderr only our own notes (at this tiny fidelity: the candidates that ended within noise of chance)
+    foreign = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("note: ")]
+    assert not strange and not foreign, (strange, err)
     assert "[5/5]" in out and "Pareto front" in out
     study = _study(db)
     assert {t.number: (t.state, t.values) for t in study.trials if t.number in before} == before
