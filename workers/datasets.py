@@ -231,9 +231,13 @@ class LoadEstimate:
             return 2 * self.pool * self.channels * 32 * 32 + (0 if res == 32 else _RESIZE_WORK_BYTES)
         return 0
 
+    def image_bytes(self, res: int) -> int:
+        """One image held at ``res`` (uint8) and its label."""
+        return self.channels * res * res + 8
+
     def bytes_at(self, res: int, train: int | None = None) -> int:
         n = (self.train if train is None else train) + self.val + self.test
-        return n * (self.channels * res * res + 8) + self.extra_bytes(res)
+        return n * self.image_bytes(res) + self.extra_bytes(res)
 
     @property
     def total(self) -> int:
@@ -252,7 +256,7 @@ class DataTooLarge(UserError):
     def fitting_train(self) -> int:
         """The most training images that fit at the resolution asked for (0: not even one)."""
         e = self.estimate
-        per = e.channels * e.resolution ** 2 + 8
+        per = e.image_bytes(e.resolution)
         room = self.budget - e.bytes_at(e.resolution, train=0)
         return max(0, min(e.train - 1, room // per)) if room > 0 else 0
 
@@ -266,7 +270,7 @@ class DataTooLarge(UserError):
         validation split is what does not fit: every training image asked for and fewer validation
         images if they leave room, else as many of each; (0, 0) when not one of each fits."""
         e = self.estimate
-        per = e.channels * e.resolution ** 2 + 8
+        per = e.image_bytes(e.resolution)
         room = (self.budget - e.extra_bytes(e.resolution) - e.test * per) // per
         if room < 2:
             return 0, 0

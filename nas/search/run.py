@@ -29,7 +29,11 @@ from nas.study.storage import NoStorage, Retrying, open_storage
 
 
 def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text: str, out: TextIO) -> None:
+    from nas.search.measured_fidelity import advice, describe, lookup
+
     s, sp = settings, plan.space
+    # how well this fidelity was measured to rank candidates of this space (bench/proxy_fidelity.py)
+    measured = lookup(s.space, s.epochs, s.train_images, s.val_images, s.batch_size, float(s.schedule["lr"]))
     lo, hi, exact = flops_range(sp)
     approx = "" if exact else "~"
     imgs = lambda n, have: f"{n if n is not None else have:,}"  # noqa: E731
@@ -42,7 +46,7 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
         f"(candidates train at this resolution); {imgs(s.train_images, plan.n_train)} train / "
         f"{imgs(s.val_images, plan.n_val)} val images, {plural(s.epochs, 'epoch')}, batch {s.batch_size}, "
         f"lr {s.schedule['lr']:g}",
-        f"signal    {_signal_text(s)}",
+        f"signal    {describe(measured)}",
         f"trials    {plural(plan.opts.trials or 0, 'trained candidate')} in total, "
         f"{min(res.concurrency, plan.opts.trials or res.concurrency)} at a time on "
         f"{res.device} ({res.cpus_per_trial:g} CPU" + (f", {res.gpus_per_trial:g} GPU" if res.gpus_per_trial else "")
@@ -65,29 +69,9 @@ def print_plan(plan: Plan, settings: StudySettings, res: Resources, cluster_text
                      + ("; one over the budget is recorded infeasible, never trained" if s.latency.get("max_ms")
                         else ""))
     print("\n".join(lines), file=out, flush=True)
-    for note in dict.fromkeys([*plan.notes, _signal_advice(s)]):
+    for note in dict.fromkeys([*plan.notes, advice(measured)]):
         if note:
             print(f"note: {note}", file=sys.stderr, flush=True)
-
-
-def _measured(s: StudySettings) -> dict[str, Any] | None:
-    from nas.search.measured_fidelity import lookup
-
-    return lookup(s.space, s.epochs, s.train_images, s.val_images, s.batch_size, float(s.schedule["lr"]))
-
-
-def _signal_text(s: StudySettings) -> str:
-    """How well this fidelity was measured to rank candidates of this space (bench/proxy_fidelity.py)."""
-    from nas.search.measured_fidelity import describe
-
-    return describe(_measured(s))
-
-
-def _signal_advice(s: StudySettings) -> str | None:
-    """A measured fidelity of this space that ranks like the reference, when this one does not."""
-    from nas.search.measured_fidelity import advice
-
-    return advice(_measured(s))
 
 
 def _gate_text(es: dict[str, Any]) -> str:

@@ -375,7 +375,7 @@ def near_chance(record: TrialRecord, classes: int) -> bool:
     if record.accuracy is None or not n or classes < 2:
         return False
     chance = 1.0 / classes
-    return record.accuracy < chance + NOISE_Z * math.sqrt(chance * (1 - chance) / n)
+    return record.accuracy < chance + NOISE_Z * standard_error(chance, n)
 
 
 def within_noise(a: TrialRecord, b: TrialRecord) -> bool:
